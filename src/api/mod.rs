@@ -1,0 +1,3 @@
+//! What the API serves: the resource registry and selector logic.
+pub mod fields;
+pub mod labels;

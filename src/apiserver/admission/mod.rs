@@ -1,0 +1,3 @@
+//! Defaulting and validation of built-in kinds.
+pub mod defaults;
+pub mod validation;

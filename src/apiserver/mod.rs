@@ -1,0 +1,2 @@
+//! The API server: the one entrance to cluster state.
+pub mod admission;

@@ -1,0 +1,2 @@
+//! SQLite engine for the revisioned log. (Being written.)
+pub struct SqliteBackend;

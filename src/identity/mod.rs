@@ -1,0 +1,1 @@
+//! Cluster identity: CAs, certificates, kubeconfig, tokens. (Being written.)

@@ -1,0 +1,6 @@
+//! kone: Kubernetes in one binary.
+
+pub mod api;
+pub mod apiserver;
+pub mod datastore;
+pub mod identity;

@@ -1,0 +1,3 @@
+fn main() {
+    println!("kone {}", env!("CARGO_PKG_VERSION"));
+}
