@@ -1,0 +1,1 @@
+//! HTTPS listener. (Being written.)
