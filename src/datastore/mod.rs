@@ -4,10 +4,18 @@
 //! The API server only sees the [`Backend`] trait so another engine (etcd)
 //! can be plugged in without touching the API layer.
 
+mod compact;
+mod read;
+mod schema;
+mod shared;
 mod sqlite;
+mod watch;
+mod writer;
 
-pub use sqlite::SqliteBackend;
+#[cfg(test)]
+mod tests;
 
+pub use sqlite::{SqliteBackend, SqliteOptions};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -65,6 +73,11 @@ pub enum StoreError {
     /// A revision in the future was requested.
     #[error("revision {0} is newer than the current revision")]
     FutureRevision(i64),
+    /// A watcher did not keep up with the writes and was ended; nothing it
+    /// received was skipped, so it can watch again after the last revision
+    /// it saw (or re-list if that has been compacted meanwhile).
+    #[error("watcher fell too far behind (last delivered revision {last_delivered})")]
+    TooSlow { last_delivered: i64 },
     #[error("storage error: {0}")]
     Internal(String),
 }
