@@ -1,3 +1,5 @@
 //! What the API serves: the resource registry and selector logic.
 pub mod fields;
 pub mod labels;
+pub mod quantity;
+pub mod registry;

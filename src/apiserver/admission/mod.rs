@@ -1,3 +1,24 @@
 //! Defaulting and validation of built-in kinds.
+//!
+//! `defaults` and `validation` are the entry points the write path calls;
+//! the other modules hold one concept each.
+pub mod config_data;
+pub mod cron;
 pub mod defaults;
+pub mod field_error;
+pub mod jobs;
+mod json;
+pub mod metadata;
+pub mod names;
+pub mod pod;
+pub mod pod_defaults;
+pub mod pod_update;
+pub mod qos;
+pub mod rbac;
+pub mod resources;
+pub mod selector;
+pub mod service;
+pub mod storage;
+pub mod syntax;
 pub mod validation;
+pub mod workloads;

@@ -1,0 +1,745 @@
+//! The resource registry: every kind the API serves, as one table.
+//!
+//! Routing, discovery, OpenAPI and storage keys are all derived from this
+//! table, so serving a new kind is one entry here, not a new handler.
+
+/// Verbs a resource supports, in the order discovery lists them.
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+/// Verbs of read-mostly resources that clients only create (e.g. bindings).
+pub const CREATE_ONLY: &[&str] = &["create"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Namespaced,
+    Cluster,
+}
+
+/// A subresource served beside the main resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sub {
+    /// `/status`: get, update and patch of the status only.
+    Status,
+    /// `/scale`: an autoscaling/v1 Scale view of spec.replicas.
+    Scale,
+    /// Pod streams that need a node: log, exec, attach, portforward, proxy.
+    Stream(&'static str),
+    /// `/binding` for pods, `/eviction` for pods, `/finalize` for namespaces.
+    Action(&'static str),
+}
+
+impl Sub {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sub::Status => "status",
+            Sub::Scale => "scale",
+            Sub::Stream(n) | Sub::Action(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceInfo {
+    /// API group; "" for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub scope: Scope,
+    pub verbs: &'static [&'static str],
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Sub],
+    /// Whether spec and status are separated (status changes go through
+    /// `/status`, and spec changes bump metadata.generation).
+    pub has_status: bool,
+}
+
+impl ResourceInfo {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn namespaced(&self) -> bool {
+        self.scope == Scope::Namespaced
+    }
+
+    pub fn supports(&self, verb: &str) -> bool {
+        self.verbs.contains(&verb)
+    }
+
+    pub fn subresource(&self, name: &str) -> Option<Sub> {
+        self.subresources.iter().copied().find(|s| s.name() == name)
+    }
+
+    pub fn singular(&self) -> String {
+        self.kind.to_lowercase()
+    }
+
+    /// The key prefix of this resource's objects. It leaves out the version,
+    /// so one kind served at several versions shares its objects.
+    pub fn storage_prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("/registry/{}/{}/", group, self.plural)
+    }
+
+    /// The storage key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced() => format!("{}{}/{}", self.storage_prefix(), ns, name),
+            _ => format!("{}{}", self.storage_prefix(), name),
+        }
+    }
+
+    /// The key prefix of one namespace's objects (or all, for None).
+    pub fn list_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced() => format!("{}{}/", self.storage_prefix(), ns),
+            _ => self.storage_prefix(),
+        }
+    }
+}
+
+const ALL: &[&str] = &["all"];
+const NONE: &[&str] = &[];
+const STATUS: &[Sub] = &[Sub::Status];
+const STATUS_SCALE: &[Sub] = &[Sub::Status, Sub::Scale];
+
+macro_rules! res {
+    ($group:expr, $version:expr, $kind:expr, $plural:expr, $scope:ident, $short:expr, $cats:expr, $subs:expr, $has_status:expr) => {
+        ResourceInfo {
+            group: $group,
+            version: $version,
+            kind: $kind,
+            plural: $plural,
+            scope: Scope::$scope,
+            verbs: ALL_VERBS,
+            short_names: $short,
+            categories: $cats,
+            subresources: $subs,
+            has_status: $has_status,
+        }
+    };
+}
+
+/// The served resources. Order is discovery order within a group version.
+pub static RESOURCES: &[ResourceInfo] = &[
+    // core/v1
+    res!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        Cluster,
+        &["ns"],
+        NONE,
+        &[Sub::Status, Sub::Action("finalize")],
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        Namespaced,
+        &["po"],
+        ALL,
+        &[
+            Sub::Status,
+            Sub::Action("binding"),
+            Sub::Action("eviction"),
+            Sub::Stream("log"),
+            Sub::Stream("exec"),
+            Sub::Stream("attach"),
+            Sub::Stream("portforward"),
+            Sub::Stream("proxy"),
+            Sub::Action("ephemeralcontainers"),
+        ],
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        Namespaced,
+        &["svc"],
+        ALL,
+        &[Sub::Status, Sub::Stream("proxy")],
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        Namespaced,
+        &["ep"],
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        Namespaced,
+        &["cm"],
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        Namespaced,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        Namespaced,
+        &["sa"],
+        NONE,
+        &[Sub::Action("token")],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        Cluster,
+        &["no"],
+        NONE,
+        &[Sub::Status, Sub::Stream("proxy")],
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "Event",
+        "events",
+        Namespaced,
+        &["ev"],
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        Cluster,
+        &["pv"],
+        NONE,
+        STATUS,
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        Namespaced,
+        &["pvc"],
+        NONE,
+        STATUS,
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        Namespaced,
+        &["limits"],
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        Namespaced,
+        &["quota"],
+        NONE,
+        STATUS,
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        Namespaced,
+        &["rc"],
+        ALL,
+        STATUS_SCALE,
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "PodTemplate",
+        "podtemplates",
+        Namespaced,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    // apps/v1
+    res!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        Namespaced,
+        &["deploy"],
+        ALL,
+        STATUS_SCALE,
+        true
+    ),
+    res!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        Namespaced,
+        &["rs"],
+        ALL,
+        STATUS_SCALE,
+        true
+    ),
+    res!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        Namespaced,
+        &["sts"],
+        ALL,
+        STATUS_SCALE,
+        true
+    ),
+    res!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        Namespaced,
+        &["ds"],
+        ALL,
+        STATUS,
+        true
+    ),
+    res!(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        Namespaced,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    // batch/v1
+    res!("batch", "v1", "Job", "jobs", Namespaced, NONE, ALL, STATUS, true),
+    res!(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        Namespaced,
+        &["cj"],
+        ALL,
+        STATUS,
+        true
+    ),
+    // networking.k8s.io/v1
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        Namespaced,
+        &["ing"],
+        NONE,
+        STATUS,
+        true
+    ),
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        Cluster,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        Namespaced,
+        &["netpol"],
+        NONE,
+        &[],
+        false
+    ),
+    // discovery.k8s.io/v1
+    res!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        Namespaced,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    // coordination.k8s.io/v1
+    res!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        Namespaced,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    // rbac.authorization.k8s.io/v1
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        Namespaced,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        Namespaced,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        Cluster,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        Cluster,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    // policy/v1
+    res!(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        Namespaced,
+        &["pdb"],
+        NONE,
+        STATUS,
+        true
+    ),
+    // storage.k8s.io/v1
+    res!(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        Cluster,
+        &["sc"],
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "storage.k8s.io",
+        "v1",
+        "CSINode",
+        "csinodes",
+        Cluster,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "storage.k8s.io",
+        "v1",
+        "CSIDriver",
+        "csidrivers",
+        Cluster,
+        NONE,
+        NONE,
+        &[],
+        false
+    ),
+    res!(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttachment",
+        "volumeattachments",
+        Cluster,
+        NONE,
+        NONE,
+        STATUS,
+        true
+    ),
+    // scheduling.k8s.io/v1
+    res!(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        Cluster,
+        &["pc"],
+        NONE,
+        &[],
+        false
+    ),
+    // events.k8s.io/v1: kept apart from core/v1 events (different field names).
+    res!(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        Namespaced,
+        &["ev"],
+        NONE,
+        &[],
+        false
+    ),
+    // autoscaling: v2 is the stored form; v1 reads the same objects.
+    res!(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        Namespaced,
+        &["hpa"],
+        ALL,
+        STATUS,
+        true
+    ),
+    res!(
+        "autoscaling",
+        "v1",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        Namespaced,
+        &["hpa"],
+        ALL,
+        STATUS,
+        true
+    ),
+    // certificates.k8s.io/v1
+    res!(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        Cluster,
+        &["csr"],
+        NONE,
+        &[Sub::Status, Sub::Action("approval")],
+        true
+    ),
+    // apiextensions.k8s.io/v1 (stored; served as CRDs by a later stage)
+    res!(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        Cluster,
+        &["crd", "crds"],
+        &["api-extensions"],
+        STATUS,
+        true
+    ),
+    // admissionregistration.k8s.io/v1 (stored)
+    res!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        Cluster,
+        NONE,
+        &["api-extensions"],
+        &[],
+        false
+    ),
+    res!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        Cluster,
+        NONE,
+        &["api-extensions"],
+        &[],
+        false
+    ),
+    res!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        Cluster,
+        NONE,
+        &["api-extensions"],
+        STATUS,
+        true
+    ),
+    res!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        Cluster,
+        NONE,
+        &["api-extensions"],
+        &[],
+        false
+    ),
+];
+
+/// Find a served resource by group, version and plural.
+pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Find a served resource by group, version and kind.
+pub fn lookup_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+}
+
+/// The versions served for a group, preferred first.
+pub fn group_versions(group: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group) {
+        if !out.contains(&r.version) {
+            out.push(r.version);
+        }
+    }
+    out
+}
+
+/// The named groups in discovery order (the core group is served at /api).
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_unique_per_group_version() {
+        for (i, a) in RESOURCES.iter().enumerate() {
+            for b in &RESOURCES[i + 1..] {
+                assert!(
+                    !(a.group == b.group && a.version == b.version && a.plural == b.plural),
+                    "{} served twice",
+                    a.plural
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn keys_separate_namespaces_and_share_versions() {
+        let pods = lookup("", "v1", "pods").expect("pods");
+        assert_eq!(
+            pods.key(Some("default"), "a"),
+            "/registry/core/pods/default/a"
+        );
+        assert_eq!(
+            pods.list_prefix(Some("default")),
+            "/registry/core/pods/default/"
+        );
+        let v1 = lookup("autoscaling", "v1", "horizontalpodautoscalers").expect("v1");
+        let v2 = lookup("autoscaling", "v2", "horizontalpodautoscalers").expect("v2");
+        assert_eq!(v1.storage_prefix(), v2.storage_prefix());
+        let ns = lookup("", "v1", "namespaces").expect("ns");
+        assert_eq!(
+            ns.key(Some("x"), "kube-system"),
+            "/registry/core/namespaces/kube-system"
+        );
+    }
+
+    #[test]
+    fn preferred_version_comes_first() {
+        assert_eq!(group_versions("autoscaling"), vec!["v2", "v1"]);
+        assert!(groups().contains(&"apps"));
+    }
+}
