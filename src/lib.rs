@@ -2,5 +2,12 @@
 
 pub mod api;
 pub mod apiserver;
+pub mod bootstrap;
+pub mod client;
+pub mod config;
+pub mod controllers;
 pub mod datastore;
 pub mod identity;
+pub mod kubectl;
+pub mod netinfo;
+pub mod server;

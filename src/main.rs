@@ -1,3 +1,46 @@
-fn main() {
-    println!("kone {}", env!("CARGO_PKG_VERSION"));
+use std::process::ExitCode;
+
+use kone::config::{self, Command};
+
+fn main() -> ExitCode {
+    let cli = match config::parse(std::env::args_os().collect()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kone: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(cli.debug);
+    match cli.command {
+        Command::Kubectl { args } => kone::kubectl::run(args),
+        Command::Server(args) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("kone: starting the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(kone::server::run(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kone server: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "kone=debug,info" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KONE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -1,3 +1,22 @@
 //! The API server: the one entrance to cluster state.
 pub mod admission;
+mod admit;
+mod authn;
+mod authz;
+pub mod body;
+pub mod discovery;
+mod handlers;
+pub mod ipalloc;
+pub mod lifecycle;
 pub mod listener;
+pub mod metrics;
+pub mod negotiate;
+pub mod object;
+pub mod openapi;
+pub mod path;
+pub mod query;
+pub mod router;
+pub mod state;
+pub mod status;
+pub mod table;
+mod typed;

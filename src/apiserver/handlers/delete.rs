@@ -1,0 +1,236 @@
+//! delete and deletecollection, with finalizers and graceful deletion.
+
+use axum::body::Body;
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::read::{fetch_with_rev, list_objects, render_one};
+use super::update::{write, Mode};
+use super::{json, Request};
+use crate::apiserver::object::{self, meta_mut};
+use crate::apiserver::status::{success_status, ApiError, ApiResult};
+use crate::apiserver::{body, ipalloc};
+
+/// The parts of DeleteOptions this server acts on.
+#[derive(Debug, Default, Clone)]
+struct DeleteOptions {
+    grace_period: Option<i64>,
+    precondition_uid: Option<String>,
+    precondition_rv: Option<String>,
+}
+
+fn options(req: &Request<'_>, bytes: &[u8]) -> ApiResult<DeleteOptions> {
+    let mut opts = DeleteOptions::default();
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        opts.grace_period = v.get("gracePeriodSeconds").and_then(Value::as_i64);
+        opts.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
+        opts.precondition_rv = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
+        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+            check_policy(p)?;
+        }
+        if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
+            if d.iter().any(|x| x.as_str() != Some("All")) {
+                return Err(ApiError::bad_request(
+                    "Invalid dry run value. Only \"All\" is allowed",
+                ));
+            }
+        }
+    }
+    if let Some(g) = req.query.get("gracePeriodSeconds") {
+        opts.grace_period = Some(
+            g.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
+        );
+    }
+    if let Some(p) = req.query.get("propagationPolicy") {
+        check_policy(p)?;
+    }
+    Ok(opts)
+}
+
+fn check_policy(p: &str) -> ApiResult<()> {
+    match p {
+        "Orphan" | "Background" | "Foreground" => Ok(()),
+        other => Err(ApiError::new(
+            422,
+            "Invalid",
+            format!("propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""),
+        )),
+    }
+}
+
+pub async fn delete(req: Request<'_>, body: Body) -> ApiResult<Response> {
+    let bytes = body::read(body).await?;
+    let opts = options(&req, &bytes)?;
+    let name = req.target.name.clone().unwrap_or_default();
+    let (code, out) = delete_one(&req, &name, &opts).await?;
+    render_one(&req, code, &out)
+}
+
+/// Delete one object: mark it (finalizers, graceful pods) or remove it.
+async fn delete_one(
+    req: &Request<'_>,
+    name: &str,
+    opts: &DeleteOptions,
+) -> ApiResult<(StatusCode, Value)> {
+    let info = req.target.info;
+    let dry_run = req.query.dry_run()?;
+    let mut attempt = 0;
+    loop {
+        let (obj, rev) = fetch_with_rev(req, name).await?;
+        if let Some(uid) = &opts.precondition_uid {
+            if uid != object::uid(&obj) {
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        object::uid(&obj)
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = &opts.precondition_rv {
+            if object::parse_rv(rv) != Some(rev) {
+                return Err(ApiError::new(409, "Conflict", format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {rev}"
+                )));
+            }
+        }
+
+        let marked = mark_for_deletion(info.kind, &obj, opts);
+        let result = match marked {
+            // Through the ordinary write, which removes the object instead
+            // if nothing holds it any more.
+            Some(new) => write(req, &obj, new, rev, Mode::Deletion)
+                .await
+                .map(|w| (StatusCode::OK, w)),
+            None if dry_run => Ok((
+                StatusCode::OK,
+                success_status(info, name, object::uid(&obj)),
+            )),
+            None => {
+                let key = info.key(req.target.namespace.as_deref(), name);
+                match req.state.store.delete(&key, Some(rev)).await {
+                    Ok(_) => {
+                        if info.kind == "Service" && info.group.is_empty() {
+                            req.state.services.release(&ipalloc::held_by(&obj));
+                        }
+                        Ok((
+                            StatusCode::OK,
+                            success_status(info, name, object::uid(&obj)),
+                        ))
+                    }
+                    Err(e) => Err(ApiError::from_store(e, info, name)),
+                }
+            }
+        };
+        match result {
+            Err(e) if e.reason == "Conflict" && opts.precondition_rv.is_none() && attempt < 5 => {
+                attempt += 1
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The object with its deletion marked, or None to remove it right away.
+fn mark_for_deletion(kind: &str, obj: &Value, opts: &DeleteOptions) -> Option<Value> {
+    let now = chrono::Utc::now();
+    let already = object::is_deleting(obj);
+    let mut new = obj.clone();
+    if kind == "Pod" {
+        let bound = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let terminal = matches!(
+            obj.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        let grace = opts
+            .grace_period
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0);
+        if bound && !terminal && grace > 0 {
+            // The kubelet stops the containers, then removes the object.
+            let current = object::meta(obj)
+                .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                .and_then(Value::as_i64);
+            if already && current.is_some_and(|c| c <= grace) {
+                return Some(new);
+            }
+            let m = meta_mut(&mut new);
+            m.insert(
+                "deletionTimestamp".into(),
+                json!((now + chrono::Duration::seconds(grace))
+                    .format("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string()),
+            );
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            return Some(new);
+        }
+    }
+    let held = !object::finalizers(obj).is_empty() || kind == "Namespace";
+    if !held {
+        return None;
+    }
+    if !already {
+        let m = meta_mut(&mut new);
+        m.insert("deletionTimestamp".into(), json!(object::now_rfc3339()));
+        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if kind == "Namespace" {
+            new["status"]["phase"] = json!("Terminating");
+        }
+    }
+    Some(new)
+}
+
+pub async fn delete_collection(req: Request<'_>, body: Body) -> ApiResult<Response> {
+    let bytes = body::read(body).await?;
+    let opts = options(&req, &bytes)?;
+    let (items, meta, _) = list_objects(&req).await?;
+    let mut deleted = Vec::new();
+    for item in items {
+        let name = object::name(&item).unwrap_or("").to_string();
+        let mut one = Request {
+            state: req.state,
+            user: req.user,
+            target: req.target.clone(),
+            query: req.query.clone(),
+            headers: req.headers.clone(),
+        };
+        one.target.name = Some(name.clone());
+        one.target.namespace = object::namespace(&item)
+            .map(String::from)
+            .or(req.target.namespace.clone());
+        match delete_one(&one, &name, &opts).await {
+            Ok(_) => deleted.push(item),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let info = req.target.info;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "kind": format!("{}List", info.kind),
+            "apiVersion": info.api_version(),
+            "metadata": meta,
+            "items": deleted,
+        }),
+    ))
+}

@@ -1,0 +1,99 @@
+//! patch: JSON patch and JSON merge patch.
+
+use axum::body::Body;
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::Value;
+
+use super::create::with_warnings;
+use super::read::{fetch_with_rev, render_one};
+use super::update::{write, Mode};
+use super::Request;
+use crate::apiserver::object;
+use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::{admit, body};
+
+/// Patch types this server applies.
+#[derive(Clone, Copy)]
+pub enum PatchType {
+    Json,
+    Merge,
+}
+
+impl PatchType {
+    pub fn from_headers(headers: &http::HeaderMap) -> ApiResult<PatchType> {
+        match body::content_type(headers).as_str() {
+            "application/json-patch+json" => Ok(PatchType::Json),
+            "application/merge-patch+json" => Ok(PatchType::Merge),
+            other => Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {other:?})"
+            ))),
+        }
+    }
+
+    /// Apply the patch document to a JSON value.
+    pub fn apply(self, target: &Value, patch: &[u8]) -> ApiResult<Value> {
+        let mut out = target.clone();
+        match self {
+            PatchType::Json => {
+                let ops: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding JSON patch: {e}"))
+                })?;
+                json_patch::patch(&mut out, &ops).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
+            }
+            PatchType::Merge => {
+                let doc: Value = serde_json::from_slice(patch).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding merge patch: {e}"))
+                })?;
+                json_patch::merge(&mut out, &doc);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How often a patch is retried when another writer got in between.
+const RETRIES: usize = 5;
+
+pub async fn patch(req: Request<'_>, body: Body) -> ApiResult<Response> {
+    let info = req.target.info;
+    let name = req.target.name.clone().unwrap_or_default();
+    let kind = PatchType::from_headers(&req.headers)?;
+    let bytes = body::read(body).await?;
+    let mode = req.query.field_validation()?;
+    let mut attempt = 0;
+    loop {
+        let (old, rev) = fetch_with_rev(&req, &name).await?;
+        let mut new = kind.apply(&old, &bytes)?;
+        let precondition = object::meta_str(&new, "resourceVersion").map(String::from);
+        if let Some(rv) = &precondition {
+            if object::parse_rv(rv) != Some(rev) {
+                return Err(ApiError::conflict(info, &name));
+            }
+        }
+        body::check_type(info, &mut new)?;
+        let (new, warnings) = admit::normalize(info, new, mode)?;
+        if object::name(&new) != Some(name.as_str()) {
+            return Err(ApiError::bad_request(
+                "metadata.name cannot be changed by a patch",
+            ));
+        }
+        match write(&req, &old, new, rev, Mode::of(&req)).await {
+            // Re-applied to the newer object, a patch that pinned the old
+            // resourceVersion then fails the precondition above.
+            Err(e) if e.reason == "Conflict" && attempt < RETRIES => attempt += 1,
+            Err(e) => return Err(e),
+            Ok(written) => {
+                return with_warnings(render_one(&req, StatusCode::OK, &written)?, &warnings)
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! What representation a client asked for in its Accept header.
+
+use http::HeaderMap;
+
+use crate::apiserver::status::{ApiError, ApiResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The object (or list) itself, as JSON.
+    Json,
+    /// A meta.k8s.io Table at the given version ("v1" or "v1beta1").
+    Table(&'static str),
+    /// Only metadata: PartialObjectMetadata(List) at the given version.
+    Metadata(&'static str),
+}
+
+/// Pick the first acceptable representation, in the client's order.
+pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
+    let Some(accept) = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(Output::Json);
+    };
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let mime = parts.next().unwrap_or("");
+        let (mut as_, mut g, mut v) = ("", "", "");
+        for p in parts {
+            match p.split_once('=') {
+                Some(("as", x)) => as_ = x,
+                Some(("g", x)) => g = x,
+                Some(("v", x)) => v = x,
+                _ => {}
+            }
+        }
+        if !matches!(
+            mime,
+            "application/json" | "application/*" | "*/*" | "application/yaml"
+        ) {
+            continue;
+        }
+        let version = match v {
+            "v1" => "v1",
+            "v1beta1" => "v1beta1",
+            _ => "",
+        };
+        match (as_, g) {
+            ("", _) => return Ok(Output::Json),
+            ("Table", "meta.k8s.io") if !version.is_empty() => return Ok(Output::Table(version)),
+            ("PartialObjectMetadata" | "PartialObjectMetadataList", "meta.k8s.io")
+                if !version.is_empty() =>
+            {
+                return Ok(Output::Metadata(version))
+            }
+            _ => continue,
+        }
+    }
+    Err(ApiError::new(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json, application/json;as=Table;g=meta.k8s.io, application/json;as=PartialObjectMetadata;g=meta.k8s.io",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(accept: &str) -> ApiResult<Output> {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::ACCEPT, accept.parse().expect("header"));
+        output(&h)
+    }
+
+    #[test]
+    fn kubectl_table_request() {
+        let a = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(with(a).ok(), Some(Output::Table("v1")));
+        assert_eq!(with("application/json").ok(), Some(Output::Json));
+        assert_eq!(
+            with("application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1").ok(),
+            Some(Output::Metadata("v1"))
+        );
+        assert_eq!(
+            with("application/vnd.kubernetes.protobuf, */*").ok(),
+            Some(Output::Json)
+        );
+        assert!(with("application/vnd.kubernetes.protobuf").is_err());
+    }
+}

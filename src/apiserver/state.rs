@@ -1,0 +1,22 @@
+//! What every request handler shares.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::apiserver::ipalloc::ServiceAllocator;
+use crate::apiserver::metrics::Metrics;
+use crate::datastore::Backend;
+use crate::identity::UserInfo;
+
+pub struct ApiState {
+    pub store: Arc<dyn Backend>,
+    /// Bearer tokens from --token-auth-file.
+    pub tokens: HashMap<String, UserInfo>,
+    pub services: ServiceAllocator,
+    pub metrics: Metrics,
+    /// host:port clients reach this server at (discovery's serverAddress).
+    pub advertise: String,
+    /// How often watches with allowWatchBookmarks get a BOOKMARK.
+    pub bookmark_interval: Duration,
+}

@@ -1,0 +1,58 @@
+//! What a fresh cluster has: the system namespaces and the `kubernetes`
+//! Service with its Endpoints. Written through the API like any client.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
+use kube::api::{Api, PostParams};
+use kube::Client;
+use serde_json::json;
+
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Create what is missing; existing objects are left as they are.
+pub async fn ensure(
+    client: &Client,
+    service_ip: IpAddr,
+    advertise: IpAddr,
+    port: u16,
+) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in SYSTEM_NAMESPACES {
+        let obj: Namespace = serde_json::from_value(json!({ "metadata": { "name": ns } }))?;
+        create_if_missing(&namespaces, &obj).await?;
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": { "name": "kubernetes", "labels": { "component": "apiserver", "provider": "kubernetes" } },
+        "spec": {
+            "clusterIP": service_ip.to_string(),
+            "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": port }],
+            "sessionAffinity": "None",
+            "type": "ClusterIP",
+        },
+    }))?;
+    create_if_missing(&services, &svc).await?;
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let ep: Endpoints = serde_json::from_value(json!({
+        "metadata": { "name": "kubernetes", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
+        "subsets": [{
+            "addresses": [{ "ip": advertise.to_string() }],
+            "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
+        }],
+    }))?;
+    create_if_missing(&endpoints, &ep).await?;
+    Ok(())
+}
+
+async fn create_if_missing<K>(api: &Api<K>, obj: &K) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("creating {:?}: {e}", obj.meta().name)),
+    }
+}

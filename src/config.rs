@@ -1,0 +1,290 @@
+//! Command-line flags, KONE_* environment variables and the config file.
+//!
+//! Precedence like k3s: flags beat environment variables, which beat the
+//! YAML file (/etc/kone/config.yaml, keys are the flag names).
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "kone", version, about = "Kubernetes in one binary")]
+pub struct Cli {
+    /// Log more (debug level).
+    #[arg(long, global = true, env = "KONE_DEBUG")]
+    pub debug: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control plane (and, later, a node).
+    Server(Box<ServerArgs>),
+    /// Run the kubectl found on PATH against this machine's cluster.
+    #[command(disable_help_flag = true)]
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Folder for state: the datastore, certificates, tokens.
+    #[arg(long, env = "KONE_DATA_DIR", default_value = "/var/lib/kone")]
+    pub data_dir: PathBuf,
+    /// HTTPS port of the API server.
+    #[arg(long, env = "KONE_HTTPS_LISTEN_PORT", default_value_t = 6443)]
+    pub https_listen_port: u16,
+    /// Address the API server listens on.
+    #[arg(long, env = "KONE_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Address other nodes and clients reach the server at.
+    #[arg(long, env = "KONE_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<IpAddr>,
+    /// Extra names or IPs for the serving certificate (repeatable).
+    #[arg(long, env = "KONE_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// Where to write the admin kubeconfig.
+    #[arg(
+        long,
+        env = "KONE_WRITE_KUBECONFIG",
+        default_value = "/etc/kone/kone.yaml"
+    )]
+    pub write_kubeconfig: PathBuf,
+    /// File mode of the admin kubeconfig, in octal.
+    #[arg(long, env = "KONE_WRITE_KUBECONFIG_MODE", default_value = "0600")]
+    pub write_kubeconfig_mode: String,
+    /// Shared secret nodes join with (generated if not given).
+    #[arg(long, env = "KONE_TOKEN")]
+    pub token: Option<String>,
+    /// ClusterIP range of Services.
+    #[arg(long, env = "KONE_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: ipnet::Ipv4Net,
+    /// Pod network range.
+    #[arg(long, env = "KONE_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// NodePort range, as FIRST-LAST.
+    #[arg(
+        long,
+        env = "KONE_SERVICE_NODE_PORT_RANGE",
+        default_value = "30000-32767"
+    )]
+    pub service_node_port_range: String,
+    /// Static bearer tokens (kube-apiserver CSV: token,user,uid,"group1,group2").
+    #[arg(long, env = "KONE_TOKEN_AUTH_FILE")]
+    pub token_auth_file: Option<PathBuf>,
+    /// Run the control plane only, without a node.
+    #[arg(long, env = "KONE_DISABLE_AGENT")]
+    pub disable_agent: bool,
+    /// YAML config file whose keys are these flags' names.
+    #[arg(long, env = "KONE_CONFIG", default_value = "/etc/kone/config.yaml")]
+    pub config: PathBuf,
+}
+
+impl ServerArgs {
+    pub fn node_port_range(&self) -> anyhow::Result<(u16, u16)> {
+        let (a, b) = self
+            .service_node_port_range
+            .split_once('-')
+            .ok_or_else(|| {
+                anyhow!(
+                    "--service-node-port-range must be FIRST-LAST, got {:?}",
+                    self.service_node_port_range
+                )
+            })?;
+        let (a, b): (u16, u16) = (
+            a.trim()
+                .parse()
+                .context("--service-node-port-range: first port")?,
+            b.trim()
+                .parse()
+                .context("--service-node-port-range: last port")?,
+        );
+        if a == 0 || a > b {
+            bail!("--service-node-port-range: {a}-{b} is not a range");
+        }
+        Ok((a, b))
+    }
+
+    pub fn kubeconfig_mode(&self) -> anyhow::Result<u32> {
+        u32::from_str_radix(self.write_kubeconfig_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                anyhow!(
+                    "--write-kubeconfig-mode must be an octal mode like 0644, got {:?}",
+                    self.write_kubeconfig_mode
+                )
+            })
+    }
+}
+
+/// Parse the command line, filling flags given neither on the command line
+/// nor in the environment from the config file.
+pub fn parse(argv: Vec<OsString>) -> anyhow::Result<Cli> {
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    let Some(("server", sub)) = matches.subcommand() else {
+        return Cli::from_arg_matches(&matches).map_err(|e| anyhow!(e.to_string()));
+    };
+    let path = sub
+        .get_one::<PathBuf>("config")
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/etc/kone/config.yaml"));
+    let explicit = !matches!(
+        sub.value_source("config"),
+        Some(ValueSource::DefaultValue) | None
+    );
+    let extra = match std::fs::read_to_string(&path) {
+        Ok(text) => file_args(&path, &text, |id| {
+            matches!(sub.value_source(id), Some(ValueSource::DefaultValue) | None)
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Vec::new(),
+        Err(e) => return Err(anyhow!("reading config file {}: {e}", path.display())),
+    };
+    let mut full = argv;
+    full.extend(extra);
+    let matches = match Cli::command().try_get_matches_from(&full) {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    Cli::from_arg_matches(&matches).map_err(|e| anyhow!(e.to_string()))
+}
+
+/// The config file as extra `--flag value` arguments, for the flags `unset`
+/// says are not set otherwise.
+fn file_args(
+    path: &Path,
+    text: &str,
+    unset: impl Fn(&str) -> bool,
+) -> anyhow::Result<Vec<OsString>> {
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+        .with_context(|| format!("config file {} is not valid YAML", path.display()))?;
+    let map = match doc {
+        serde_yaml_ng::Value::Mapping(m) => m,
+        serde_yaml_ng::Value::Null => return Ok(Vec::new()),
+        _ => bail!(
+            "config file {} must be a mapping of flag names to values",
+            path.display()
+        ),
+    };
+    let known: Vec<String> = Cli::command()
+        .find_subcommand("server")
+        .map(|c| {
+            c.get_arguments()
+                .filter_map(|a| a.get_long().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let key = k
+            .as_str()
+            .ok_or_else(|| anyhow!("config file {}: keys must be strings", path.display()))?;
+        if !known.iter().any(|n| n == key) || key == "config" {
+            bail!("config file {}: unknown key {key:?}", path.display());
+        }
+        if !unset(&key.replace('-', "_")) {
+            continue;
+        }
+        let flag = format!("--{key}");
+        let scalar = |v: &serde_yaml_ng::Value| -> anyhow::Result<String> {
+            match v {
+                serde_yaml_ng::Value::String(s) => Ok(s.clone()),
+                serde_yaml_ng::Value::Number(n) => Ok(n.to_string()),
+                serde_yaml_ng::Value::Bool(b) => Ok(b.to_string()),
+                _ => bail!(
+                    "config file {}: {key} must be a string, number, bool or list",
+                    path.display()
+                ),
+            }
+        };
+        match &v {
+            serde_yaml_ng::Value::Bool(true) => out.push(OsString::from(flag)),
+            serde_yaml_ng::Value::Bool(false) => {}
+            serde_yaml_ng::Value::Sequence(items) => {
+                for item in items {
+                    out.push(OsString::from(format!("{flag}={}", scalar(item)?)));
+                }
+            }
+            other => out.push(OsString::from(format!("{flag}={}", scalar(other)?))),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(cli: Cli) -> ServerArgs {
+        match cli.command {
+            Command::Server(a) => *a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_beat_file_and_file_fills_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, "https-listen-port: 7443\ndata-dir: /tmp/from-file\ntls-san:\n  - a.example\n  - 10.0.0.9\ndisable-agent: true\n")
+            .expect("write");
+        let argv: Vec<OsString> = [
+            "kone",
+            "server",
+            "--config",
+            cfg.to_str().expect("path"),
+            "--data-dir",
+            "/tmp/from-flag",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let a = server(parse(argv).expect("parse"));
+        assert_eq!(a.data_dir, PathBuf::from("/tmp/from-flag"));
+        assert_eq!(a.https_listen_port, 7443);
+        assert_eq!(a.tls_san, vec!["a.example", "10.0.0.9"]);
+        assert!(a.disable_agent);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, "no-such-flag: 1\n").expect("write");
+        let argv: Vec<OsString> = ["kone", "server", "--config", cfg.to_str().expect("path")]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let err = parse(argv).expect_err("unknown key");
+        assert!(err.to_string().contains("no-such-flag"));
+    }
+
+    #[test]
+    fn ranges_and_modes() {
+        let argv: Vec<OsString> = ["kone", "server", "--config", "/nonexistent/kone-test.yaml"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(
+            parse(argv).is_err(),
+            "an explicit missing config file is an error"
+        );
+        let argv: Vec<OsString> = ["kone", "server", "--write-kubeconfig-mode", "644"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let a = server(parse(argv).expect("parse"));
+        assert_eq!(a.kubeconfig_mode().expect("mode"), 0o644);
+        assert_eq!(a.node_port_range().expect("range"), (30000, 32767));
+    }
+}

@@ -1,0 +1,2 @@
+//! Control loops, each a task talking to the API through a kube client.
+pub mod namespace;

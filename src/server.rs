@@ -1,0 +1,154 @@
+//! `kone server`: wires the datastore, identity, API server and controllers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::api::registry;
+use crate::apiserver::ipalloc::ServiceAllocator;
+use crate::apiserver::metrics::Metrics;
+use crate::apiserver::state::ApiState;
+use crate::apiserver::{listener, object, router};
+use crate::config::ServerArgs;
+use crate::datastore::{Backend, SqliteBackend, SqliteOptions};
+use crate::{bootstrap, client, controllers, identity, netinfo};
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let server_dir = args.data_dir.join("server");
+    let node_ports = args.node_port_range()?;
+    let kubeconfig_mode = args.kubeconfig_mode()?;
+    let token_users = match &args.token_auth_file {
+        Some(p) => identity::load_token_auth_file(p)?,
+        None => Default::default(),
+    };
+
+    let store = SqliteBackend::open_with(&server_dir.join("db").join("state.db"), store_options())
+        .with_context(|| format!("opening the datastore under {}", server_dir.display()))?;
+    let store: Arc<dyn Backend> = store;
+
+    let services = ServiceAllocator::new(args.service_cidr, node_ports);
+    let service_ip = IpAddr::V4(services.first_ip());
+    let advertise = args.advertise_address.unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() {
+            netinfo::primary_ip()
+        } else {
+            args.bind_address
+        }
+    });
+    let sans = identity::default_sans(&args.tls_san, Some(advertise), service_ip);
+    let ident = identity::ensure_identity(&server_dir.join("tls"), &sans)?;
+    identity::ensure_server_token(&server_dir, args.token.as_deref(), &ident.ca_sha256_hex())?;
+
+    reserve_service_addresses(&*store, &services).await?;
+    let state = Arc::new(ApiState {
+        store: store.clone(),
+        tokens: token_users,
+        services,
+        metrics: Metrics::default(),
+        advertise: SocketAddr::new(advertise, args.https_listen_port).to_string(),
+        bookmark_interval: env_duration("KONE_WATCH_BOOKMARK_SECS", Duration::from_secs(60)),
+    });
+    let app = router::router(state);
+
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let tls = identity::server_tls_config(&ident)?;
+    let serve = tokio::spawn(listener::serve_https(
+        tcp,
+        tls,
+        app.clone(),
+        shutdown_signal(),
+    ));
+
+    let admin = client::in_process(app.clone(), client::controller_user("kube-apiserver"));
+    bootstrap::ensure(&admin, service_ip, advertise, args.https_listen_port).await?;
+
+    let local = if args.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match args.bind_address {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    identity::write_kubeconfig(
+        &args.write_kubeconfig,
+        kubeconfig_mode,
+        &format!("https://{local}:{}", args.https_listen_port),
+        &ident,
+    )?;
+
+    let controllers = client::in_process(app, client::controller_user("kube-controller-manager"));
+    tokio::spawn(controllers::namespace::run(controllers));
+
+    if !args.disable_agent {
+        tracing::info!(
+            "the node agent is not part of this build yet; serving the control plane only"
+        );
+    }
+    tracing::info!(
+        listen = %addr,
+        kubeconfig = %args.write_kubeconfig.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "kone server is ready"
+    );
+    serve.await.context("API server task")??;
+    tracing::info!("kone server stopped");
+    Ok(())
+}
+
+/// Service addresses are held by the stored Services; take them back.
+async fn reserve_service_addresses(
+    store: &dyn Backend,
+    services: &ServiceAllocator,
+) -> anyhow::Result<()> {
+    let info = registry::lookup("", "v1", "services").context("services are not registered")?;
+    let list = store.list(&info.list_prefix(None), None, 0, None).await?;
+    for kv in list.items {
+        let svc = object::from_stored(&kv.value, kv.mod_revision)
+            .with_context(|| format!("decoding stored {}", kv.key))?;
+        services.reserve_existing(&svc);
+    }
+    Ok(())
+}
+
+/// The compaction window; the KONE_COMPACT_* variables exist for tests and
+/// benchmarks that need compaction to happen sooner.
+fn store_options() -> SqliteOptions {
+    let d = SqliteOptions::default();
+    SqliteOptions {
+        compact_interval: env_duration("KONE_COMPACT_INTERVAL_SECS", d.compact_interval),
+        keep_revisions: std::env::var("KONE_COMPACT_KEEP_REVISIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d.keep_revisions),
+        keep_duration: env_duration("KONE_COMPACT_KEEP_SECS", d.keep_duration),
+        ..d
+    }
+}
+
+fn env_duration(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(default)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
