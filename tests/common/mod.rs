@@ -1,0 +1,260 @@
+//! Test harness: a real `kone server` on a free port with its own data dir,
+//! and the real kubectl pointed at it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A bearer token every test server accepts (from its --token-auth-file).
+pub const TEST_TOKEN: &str = "kone-test-token-0123456789";
+
+pub struct Server {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub kubeconfig: PathBuf,
+    extra_env: Vec<(String, String)>,
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The kubectl of a given minor version ("1.33", "1.27"), or the one on PATH.
+pub fn kubectl_path(version: Option<&str>) -> PathBuf {
+    let Some(v) = version else {
+        return PathBuf::from("kubectl");
+    };
+    let on_path = which("kubectl").expect("kubectl on PATH");
+    let real = std::fs::canonicalize(&on_path).expect("resolve kubectl");
+    let p = real
+        .parent()
+        .expect("kubectl dir")
+        .join(format!("kubectl.{v}"));
+    assert!(p.exists(), "{} is missing", p.display());
+    p
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(cmd))
+            .find(|p| p.is_file())
+    })
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with_env(&[])
+    }
+
+    /// Start with extra environment variables for the server process.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("config.yaml"), "").expect("config");
+        std::fs::write(
+            dir.path().join("tokens.csv"),
+            format!("{TEST_TOKEN},test-user,1000,\"developers,testers\"\n"),
+        )
+        .expect("token file");
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            kubeconfig: dir.path().join("kubeconfig.yaml"),
+            dir,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kone"));
+        cmd.arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--https-listen-port")
+            .arg(self.port.to_string())
+            .arg("--bind-address")
+            .arg("127.0.0.1")
+            .arg("--write-kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--token-auth-file")
+            .arg(self.dir.path().join("tokens.csv"))
+            .arg("--config")
+            .arg(self.dir.path().join("config.yaml"))
+            .arg("--disable-agent")
+            .env("KONE_LOG", "kone=debug,info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn kone server"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("kone server exited early ({status}):\n{}", self.log());
+                }
+            }
+            if self.kubeconfig.exists() {
+                let out = self.kubectl(&["get", "--raw", "/readyz"]);
+                if out.status.success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not ready in 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL the server, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop (SIGKILL) and start again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn kubectl_cmd(&self, version: Option<&str>) -> Command {
+        let mut c = Command::new(kubectl_path(version));
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .env_remove("KUBECTL_EXTERNAL_DIFF");
+        c
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_v(None, args)
+    }
+
+    pub fn kubectl_v(&self, version: Option<&str>, args: &[&str]) -> Output {
+        self.kubectl_cmd(version)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// kubectl with a manifest on stdin.
+    pub fn kubectl_stdin(&self, version: Option<&str>, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_cmd(version)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert_ok(&out, args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kube config");
+        kube::Client::try_from(cfg).expect("kube client")
+    }
+
+    /// A raw HTTPS client trusting this server's CA, with no credentials.
+    pub fn http(&self) -> reqwest::Client {
+        let ca = self.data_dir().join("server/tls/server-ca.crt");
+        let pem = std::fs::read(&ca).expect("read server CA");
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA pem"))
+            .build()
+            .expect("http client")
+    }
+}
+
+pub fn assert_ok(out: &Output, what: impl std::fmt::Debug) {
+    assert!(
+        out.status.success(),
+        "{what:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- kone server log ({}) ----\n{}",
+                self.dir.path().display(),
+                tail(&self.log(), 200)
+            );
+        }
+    }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
