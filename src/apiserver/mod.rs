@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod negotiate;
 pub mod object;
 pub mod openapi;
+mod openapi_pb;
 pub mod path;
 pub mod query;
 pub mod router;

@@ -128,8 +128,25 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
-async fn openapi_v2() -> Response {
-    json(StatusCode::OK, &openapi::v2(KUBE_VERSION))
+async fn openapi_v2(headers: http::HeaderMap) -> Response {
+    let doc = openapi::v2(KUBE_VERSION);
+    let wants_proto = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("protobuf") && !a.contains("json"));
+    if wants_proto {
+        let body = crate::apiserver::openapi_pb::encode(&doc);
+        return (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                crate::apiserver::openapi_pb::MEDIA_TYPE,
+            )],
+            body,
+        )
+            .into_response();
+    }
+    json(StatusCode::OK, &doc)
 }
 
 async fn openapi_v3() -> Response {
