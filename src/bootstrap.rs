@@ -50,6 +50,12 @@ async fn create_if_missing<K>(api: &Api<K>, obj: &K) -> anyhow::Result<()>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
+    let name = obj.meta().name.clone().unwrap_or_default();
+    // Look first: a second create of the kubernetes Service would fail on
+    // its (held) ClusterIP before its name.
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
     match api.create(&PostParams::default(), obj).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),

@@ -223,7 +223,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = self.to_status().to_string();
-        (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if self.code == 413 {
+            // The rest of the body is not read: the connection cannot carry
+            // another request.
+            resp.headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 
