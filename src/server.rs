@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::api::registry;
+use crate::apiserver::inflight::Inflight;
 use crate::apiserver::ipalloc::ServiceAllocator;
 use crate::apiserver::metrics::Metrics;
 use crate::apiserver::state::ApiState;
@@ -50,6 +51,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         metrics: Metrics::default(),
         advertise: SocketAddr::new(advertise, args.https_listen_port).to_string(),
         bookmark_interval: env_duration("KONE_WATCH_BOOKMARK_SECS", Duration::from_secs(60)),
+        // kube-apiserver's defaults.
+        inflight: Inflight::new(400, 200),
     });
     let app = router::router(state);
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -37,6 +36,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
             authn::authenticate,
         ))
         .with_state(state)
+}
+
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("panic");
+    tracing::error!(panic = what, "request handler panicked");
+    ApiError::internal(format!(
+        "the server hit a bug handling this request: {what}"
+    ))
+    .into_response()
 }
 
 /// The Kubernetes version this server speaks.
@@ -178,22 +190,24 @@ async fn api(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         Target::Resource(t) => {
             let verb = handlers::verb(&parts.method, &t, &query);
             let resource = t.info.plural;
-            if let Err(e) = crate::apiserver::authz::authorize(&user, verb, &t) {
-                (verb, resource, Err(e))
-            } else {
-                let req = handlers::Request {
-                    state: &state,
-                    user: &user,
-                    target: t,
-                    query,
-                    headers: parts.headers,
-                };
-                (
-                    verb,
-                    resource,
-                    handlers::dispatch(req, parts.method, body).await,
-                )
-            }
+            let result = match state.inflight.admit(verb) {
+                Err(e) => Err(e),
+                // The slot is held until the handler is done.
+                Ok(_slot) => match crate::apiserver::authz::authorize(&user, verb, &t) {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        let req = handlers::Request {
+                            state: &state,
+                            user: &user,
+                            target: t,
+                            query,
+                            headers: parts.headers,
+                        };
+                        handlers::dispatch(req, parts.method, body).await
+                    }
+                },
+            };
+            (verb, resource, result)
         }
         other => {
             drop(body);
@@ -230,9 +244,4 @@ async fn api(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         "request"
     );
     response
-}
-
-/// Requests that reach no route at all, such as a body-less panic guard.
-pub fn internal_error(message: &str) -> Response<Body> {
-    ApiError::internal(message).into_response()
 }

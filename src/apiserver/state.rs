@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::apiserver::inflight::Inflight;
 use crate::apiserver::ipalloc::ServiceAllocator;
 use crate::apiserver::metrics::Metrics;
 use crate::datastore::Backend;
@@ -19,4 +20,5 @@ pub struct ApiState {
     pub advertise: String,
     /// How often watches with allowWatchBookmarks get a BOOKMARK.
     pub bookmark_interval: Duration,
+    pub inflight: Inflight,
 }
