@@ -31,6 +31,48 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Manage container images: import archives, list, inspect, remove, GC.
+    Images(ImagesArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ImagesArgs {
+    /// Folder for state (images live under DATA_DIR/agent/).
+    #[arg(
+        long,
+        env = "KONE_DATA_DIR",
+        default_value = "/var/lib/kone",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: ImagesCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ImagesCommand {
+    /// Import docker-save or OCI-layout archives (.tar, .tar.gz, .tar.zst).
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List images.
+    #[command(alias = "list")]
+    Ls {
+        /// Print names only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show an image's record and config as JSON.
+    Inspect { name: String },
+    /// Remove image names (blobs and snapshots stay until gc).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove blobs and snapshots no image uses.
+    Gc,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -10,4 +10,5 @@ pub mod datastore;
 pub mod identity;
 pub mod kubectl;
 pub mod netinfo;
+pub mod runtime;
 pub mod server;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     init_logging(cli.debug);
     match cli.command {
         Command::Kubectl { args } => kone::kubectl::run(args),
+        Command::Images(args) => kone::runtime::images::cli::run(args),
         Command::Server(args) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

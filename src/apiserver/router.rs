@@ -35,6 +35,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             authn::authenticate,
         ))
+        // A bug must cost one request a 500, never the connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
 }
 

@@ -1,0 +1,232 @@
+//! `kone images …`: import, ls, inspect, rm, gc.
+
+use std::process::ExitCode;
+
+use crate::config::{ImagesArgs, ImagesCommand};
+
+use super::import::{import_archive, ImportEvent};
+use super::store::Store;
+
+/// Run a `kone images` subcommand. User errors print one line,
+/// `kone images: <message>`, and exit 1.
+pub fn run(args: ImagesArgs) -> ExitCode {
+    let store = match Store::open(&args.data_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("{e:#}")),
+    };
+    match args.command {
+        ImagesCommand::Import { files } => {
+            let mut failed = false;
+            for file in files {
+                println!("importing {}", file.display());
+                let mut show = |ev: &ImportEvent| match ev {
+                    ImportEvent::Layer {
+                        digest,
+                        bytes,
+                        existed,
+                    } => println!(
+                        "  layer {} {} {}",
+                        digest.short(),
+                        human_size(*bytes),
+                        if *existed {
+                            "(already present)"
+                        } else {
+                            "copied"
+                        }
+                    ),
+                    ImportEvent::Unpacked {
+                        chain_id, reused, ..
+                    } => println!(
+                        "  snapshot {} {}",
+                        chain_id.short(),
+                        if *reused {
+                            "(already unpacked)"
+                        } else {
+                            "unpacked"
+                        }
+                    ),
+                };
+                match import_archive(&store, &file, &mut show) {
+                    Ok(images) => {
+                        for i in images {
+                            println!("imported {} {}", i.name, i.digest.short());
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "kone images: {}",
+                            one_line(&format!("{}: {e:#}", file.display()))
+                        );
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        ImagesCommand::Ls { quiet } => match store.list() {
+            Ok(records) => {
+                if quiet {
+                    for r in records {
+                        println!("{}", r.name);
+                    }
+                    return ExitCode::SUCCESS;
+                }
+                let rows: Vec<[String; 4]> = records
+                    .iter()
+                    .map(|r| {
+                        [
+                            r.name.clone(),
+                            r.digest.short().to_string(),
+                            human_size(r.size),
+                            created(r.created.as_deref().unwrap_or(&r.imported)),
+                        ]
+                    })
+                    .collect();
+                print_table(&["NAME", "DIGEST", "SIZE", "CREATED"], &rows);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("{e:#}")),
+        },
+        ImagesCommand::Inspect { name } => match store.inspect(&name) {
+            Ok((rec, config)) => {
+                let mut v = match serde_json::to_value(&rec) {
+                    Ok(v) => v,
+                    Err(e) => return fail(&e.to_string()),
+                };
+                if let (Some(obj), Ok(c)) = (v.as_object_mut(), serde_json::to_value(&config)) {
+                    obj.insert("config".into(), c);
+                    let snaps: Vec<String> = store
+                        .snapshot_dirs(&rec)
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    obj.insert("snapshots".into(), serde_json::json!(snaps));
+                }
+                match serde_json::to_string_pretty(&v) {
+                    Ok(s) => {
+                        println!("{s}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(&e.to_string()),
+                }
+            }
+            Err(e) => fail(&format!("{e:#}")),
+        },
+        ImagesCommand::Rm { names } => {
+            let mut failed = false;
+            for name in names {
+                match store.remove(&name) {
+                    Ok(Some(rec)) => println!("deleted {}", rec.name),
+                    Ok(None) => {
+                        eprintln!("kone images: no such image {name}");
+                        failed = true;
+                    }
+                    Err(e) => {
+                        eprintln!("kone images: {}", one_line(&format!("{e:#}")));
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        ImagesCommand::Gc => match store.gc() {
+            Ok(r) => {
+                println!(
+                    "removed {} blobs and {} snapshots, {} freed",
+                    r.blobs,
+                    r.snapshots,
+                    human_size(r.bytes)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("{e:#}")),
+        },
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("kone images: {}", one_line(msg));
+    ExitCode::FAILURE
+}
+
+/// Errors may quote archive bytes: keep them to one printable line.
+fn one_line(msg: &str) -> String {
+    let mut s: String = msg
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.chars().count() > 400 {
+        s = s.chars().take(400).collect::<String>() + "…";
+    }
+    s
+}
+
+fn print_table(header: &[&str; 4], rows: &[[String; 4]]) {
+    let mut widths = header.map(str::len);
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: [&str; 4]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(*header);
+    for r in rows {
+        line([&r[0], &r[1], &r[2], &r[3]]);
+    }
+}
+
+/// `1.2 MiB`, `512 B`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn created(ts: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| ts.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 << 20), "3.0 MiB");
+    }
+}
