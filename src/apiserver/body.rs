@@ -47,13 +47,15 @@ pub fn decode(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Value> {
     let value: Value = match ct.as_str() {
         "" | "application/json" | "*/*" => serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))?,
+        "application/vnd.kubernetes.protobuf" => crate::apiserver::protobuf::decode(bytes)
+            .map_err(|e| ApiError::bad_request(format!("protobuf decode error: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             serde_yaml_ng::from_slice(bytes)
                 .map_err(|e| ApiError::bad_request(format!("yaml parse error: {e}")))?
         }
         other => {
             return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other})"
             )))
         }
     };
