@@ -403,3 +403,26 @@ fn deleting_a_namespace_empties_and_removes_it() {
     // The name is free again.
     s.ok(&["create", "namespace", "doomed"]);
 }
+
+#[test]
+fn kone_kubectl_uses_the_admin_kubeconfig() {
+    let s = Server::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kone"))
+        .args(["kubectl", "get", "ns", "kube-system", "-o", "name"])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .output()
+        .expect("kone kubectl");
+    assert_ok(&out, "kone kubectl get ns");
+    assert_eq!(stdout(&out).trim(), "namespace/kube-system");
+
+    let missing = s.dir.path().join("no-such-kubeconfig.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kone"))
+        .args(["kubectl", "get", "ns"])
+        .env("KUBECONFIG", &missing)
+        .output()
+        .expect("kone kubectl");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    assert!(err.contains("no kubeconfig"), "{err}");
+}

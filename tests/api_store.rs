@@ -902,3 +902,48 @@ async fn authn_public_paths_tokens_and_401() {
     assert_eq!(body["kind"], "Status", "{body}");
     assert_eq!(body["reason"], "Unauthorized", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watches_with_bookmarks_get_them_periodically() {
+    let server = Server::start_with_env(&[("KONE_WATCH_BOOKMARK_SECS", "1")]);
+    let http = server.http();
+    let url = format!(
+        "{}/api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true&resourceVersion=1",
+        server.url()
+    );
+    let mut resp = http
+        .get(&url)
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(resp.status(), 200);
+    let events = read_watch_lines(&mut resp, 1, 5).await;
+    assert_eq!(events[0]["type"], "BOOKMARK", "{events:?}");
+    assert_eq!(events[0]["object"]["kind"], "ConfigMap");
+    let rv: u64 = events[0]["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("bookmark resourceVersion");
+    assert!(rv >= 1, "bookmark at {rv}");
+
+    // Without allowWatchBookmarks there are none: the next line is the event.
+    let url = format!(
+        "{}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}",
+        server.url()
+    );
+    let mut plain = http
+        .get(&url)
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .expect("watch");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let client = server.client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&Default::default(), &cm("after-bookmark", &[("k", "v")]))
+        .await
+        .expect("create");
+    let events = read_watch_lines(&mut plain, 1, 5).await;
+    assert_eq!(events[0]["type"], "ADDED", "{events:?}");
+}
