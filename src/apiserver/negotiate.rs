@@ -14,6 +14,16 @@ pub enum Output {
     Metadata(&'static str),
 }
 
+impl Output {
+    /// The meta.k8s.io version of a Table or metadata view ("v1" for JSON).
+    pub fn version(self) -> &'static str {
+        match self {
+            Output::Json => "v1",
+            Output::Table(v) | Output::Metadata(v) => v,
+        }
+    }
+}
+
 /// Pick the first acceptable representation, in the client's order.
 pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
     let Some(accept) = headers

@@ -24,7 +24,7 @@ use super::StoreResult;
 
 /// Revisions examined per transaction: small enough that a chunk takes a few
 /// milliseconds, so writers barely notice.
-const CHUNK: i64 = 2000;
+const CHUNK: i64 = 500;
 /// Free pages returned to the file system per transaction.
 const VACUUM_PAGES: i64 = 2048;
 /// How long the final WAL truncation may wait for readers to move on.

@@ -104,6 +104,14 @@ fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
 
 /// The objects a list names, filtered, and the list metadata.
 pub async fn list_objects(req: &Request<'_>) -> ApiResult<(Vec<Value>, Value, i64)> {
+    let mut items = Vec::new();
+    let (meta, rev) = list_each(req, |obj| items.push(obj)).await?;
+    Ok((items, meta, rev))
+}
+
+/// Like `list_objects`, handing each object to `each` as it is read, so a
+/// large list need not be held twice.
+pub async fn list_each(req: &Request<'_>, mut each: impl FnMut(Value)) -> ApiResult<(Value, i64)> {
     let info = req.target.info;
     let filter = Filter::from_query(&req.query, info)?;
     let limit = req.query.limit()?;
@@ -123,7 +131,7 @@ pub async fn list_objects(req: &Request<'_>) -> ApiResult<(Vec<Value>, Value, i6
         None => (exact_revision(&req.query)?, None),
     };
 
-    let mut items = Vec::new();
+    let mut taken = 0usize;
     let mut last_key = String::new();
     let mut more = false;
     loop {
@@ -143,8 +151,9 @@ pub async fn list_objects(req: &Request<'_>) -> ApiResult<(Vec<Value>, Value, i6
                 .map_err(|e| ApiError::internal(format!("decoding stored {}: {e}", kv.key)))?;
             last_key = kv.key;
             if filter.matches(&obj) {
-                items.push(obj);
-                if limit > 0 && items.len() == limit {
+                each(obj);
+                taken += 1;
+                if limit > 0 && taken == limit {
                     more = i + 1 < n || chunk.more;
                     break;
                 }
@@ -160,7 +169,7 @@ pub async fn list_objects(req: &Request<'_>) -> ApiResult<(Vec<Value>, Value, i6
     if more {
         meta["continue"] = json!(encode_continue(rev, &last_key));
     }
-    Ok((items, meta, rev))
+    Ok((meta, rev))
 }
 
 /// The revision a list must be read at: only `resourceVersionMatch=Exact`
@@ -190,21 +199,44 @@ fn exact_revision(query: &Query) -> ApiResult<Option<i64>> {
 pub async fn list(req: Request<'_>) -> ApiResult<Response> {
     let info = req.target.info;
     let output = negotiate::output(&req.headers)?;
-    let (items, meta, _) = list_objects(&req).await?;
-    let body = match output {
-        Output::Json => json!({
-            "kind": format!("{}List", info.kind),
-            "apiVersion": info.api_version(),
-            "metadata": meta,
-            "items": items,
-        }),
-        Output::Table(v) => table::table(
-            &items,
-            meta,
-            v,
-            Include::parse(req.query.get("includeObject")),
-        ),
-        Output::Metadata(v) => table::partial_list(&items, meta, v),
-    };
-    Ok(json(StatusCode::OK, &body))
+    if output != Output::Json {
+        let (items, meta, _) = list_objects(&req).await?;
+        let body = match output {
+            Output::Table(v) => table::table(
+                &items,
+                meta,
+                v,
+                Include::parse(req.query.get("includeObject")),
+            ),
+            _ => table::partial_list(&items, meta, output.version()),
+        };
+        return Ok(json(StatusCode::OK, &body));
+    }
+    // Items are encoded as they are read: a list of thousands of objects is
+    // never held as JSON values all at once.
+    let mut items: Vec<u8> = vec![b'['];
+    let (meta, _) = list_each(&req, |obj| {
+        if items.len() > 1 {
+            items.push(b',');
+        }
+        // Writing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut items, &obj);
+    })
+    .await?;
+    items.push(b']');
+    let head = json!({
+        "kind": format!("{}List", info.kind),
+        "apiVersion": info.api_version(),
+        "metadata": meta,
+    });
+    let mut body = serde_json::to_vec(&head).map_err(|e| ApiError::internal(e.to_string()))?;
+    body.pop(); // the closing brace
+    body.extend_from_slice(b",\"items\":");
+    body.extend_from_slice(&items);
+    body.push(b'}');
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body))
+        .map_err(|e| ApiError::internal(e.to_string()))
 }

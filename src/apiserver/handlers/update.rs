@@ -41,17 +41,29 @@ pub async fn put(req: Request<'_>, body: Body) -> ApiResult<Response> {
             }
         }
     }
-    let (old, rev) = fetch_with_rev(&req, &name).await?;
     let expected = match object::meta_str(&new, "resourceVersion") {
-        Some(rv) => object::parse_rv(rv)
-            .ok_or_else(|| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
-        None => rev,
+        Some(rv) => Some(
+            object::parse_rv(rv)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+        None => None,
     };
-    if expected != rev {
-        return Err(ApiError::conflict(info, &name));
+    // Without a resourceVersion the client asked for an unconditional
+    // update: a writer that got in between is no conflict, so try again.
+    let mut attempt = 0;
+    loop {
+        let (old, rev) = fetch_with_rev(&req, &name).await?;
+        if expected.is_some_and(|e| e != rev) {
+            return Err(ApiError::conflict(info, &name));
+        }
+        match write(&req, &old, new.clone(), rev, Mode::of(&req)).await {
+            Err(e) if e.reason == "Conflict" && expected.is_none() && attempt < 5 => attempt += 1,
+            Err(e) => return Err(e),
+            Ok(written) => {
+                return with_warnings(render_one(&req, StatusCode::OK, &written)?, &warnings)
+            }
+        }
     }
-    let written = write(&req, &old, new, rev, Mode::of(&req)).await?;
-    with_warnings(render_one(&req, StatusCode::OK, &written)?, &warnings)
 }
 
 /// What part of an object a write may change.
