@@ -277,8 +277,9 @@ GO_KINDS = {1: "bool", 2: "int", 5: "int32", 6: "int64", 14: "float64", 17: "arr
 
 
 class GoField:
-    def __init__(self, order, name, json, omitempty, inline, kind):
+    def __init__(self, order, name, json, omitempty, inline, kind, tag=""):
         self.order = order  # position in the Go struct
+        self.tag = tag  # the whole struct tag (patch strategy: gen-patch-meta.py)
         self.name = name
         self.json = json
         self.omitempty = omitempty
@@ -390,7 +391,7 @@ def parse_go_binary(path):
             jparts = jm.group(1).split(",")
             fields[int(pm.group(1))] = GoField(
                 k,
-                fname, jparts[0] or fname, "omitempty" in jparts[1:], "inline" in jparts[1:], kind
+                fname, jparts[0] or fname, "omitempty" in jparts[1:], "inline" in jparts[1:], kind, tag
             )
         out[module + "." + tname.split(".", 1)[1]] = fields
     ver = None

@@ -15,6 +15,7 @@ pub mod negotiate;
 pub mod object;
 pub mod openapi;
 mod openapi_pb;
+pub mod patch;
 pub mod path;
 pub mod protobuf;
 pub mod query;

@@ -34,11 +34,8 @@ def main(kubeconfig: str) -> None:
     except client.exceptions.ApiException as e:
         assert e.status == 409, e
 
-    # Strategic merge (the client's default) comes with the apply work; a
-    # JSON merge patch is what this server applies today.
-    patched = v1.patch_namespaced_config_map(
-        "py-cm", "default", {"metadata": {"labels": {"extra": "yes"}}}, _content_type="application/merge-patch+json"
-    )
+    # The client's default patch type is strategic merge.
+    patched = v1.patch_namespaced_config_map("py-cm", "default", {"metadata": {"labels": {"extra": "yes"}}})
     assert patched.metadata.labels == {"from": "python", "extra": "yes"}, patched.metadata.labels
 
     deploy = client.V1Deployment(

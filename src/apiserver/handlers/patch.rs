@@ -1,4 +1,4 @@
-//! patch: JSON patch and JSON merge patch.
+//! patch: JSON patch, JSON merge patch and strategic merge patch.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -10,6 +10,7 @@ use super::read::{fetch_with_rev, render_one};
 use super::update::{write, Mode};
 use super::Request;
 use crate::apiserver::object;
+use crate::apiserver::patch::{strategic_merge, PatchMeta};
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::{admit, body};
 
@@ -18,6 +19,8 @@ use crate::apiserver::{admit, body};
 pub enum PatchType {
     Json,
     Merge,
+    /// Built-in kinds only (their patch metadata comes from the Go types).
+    Strategic,
 }
 
 impl PatchType {
@@ -25,8 +28,9 @@ impl PatchType {
         match body::content_type(headers).as_str() {
             "application/json-patch+json" => Ok(PatchType::Json),
             "application/merge-patch+json" => Ok(PatchType::Merge),
+            "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
             other => Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {other:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
             ))),
         }
     }
@@ -54,6 +58,18 @@ impl PatchType {
                     ApiError::bad_request(format!("error decoding merge patch: {e}"))
                 })?;
                 json_patch::merge(&mut out, &doc);
+            }
+            PatchType::Strategic => {
+                let doc: Value = serde_json::from_slice(patch).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding strategic merge patch: {e}"))
+                })?;
+                let field = |k: &str| target.get(k).and_then(Value::as_str).unwrap_or_default();
+                let Some(meta) = PatchMeta::for_kind(field("apiVersion"), field("kind")) else {
+                    return Err(ApiError::unsupported_media_type(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got \"application/strategic-merge-patch+json\")",
+                    ));
+                };
+                out = strategic_merge(target, &doc, meta).map_err(ApiError::bad_request)?;
             }
         }
         Ok(out)
