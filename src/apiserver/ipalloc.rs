@@ -79,20 +79,7 @@ impl ServiceAllocator {
 
     /// Fill in and take the ClusterIP and NodePorts of a new Service.
     pub fn allocate(&self, svc: &mut Value) -> Result<Held, Vec<FieldError>> {
-        let mut inner = self.lock();
-        let mut held = Held::default();
-        let none = Held::default();
-        let result = self
-            .take_ip(&mut inner, svc, &none, &mut held)
-            .and_then(|_| self.take_ports(&mut inner, svc, &none, &mut held));
-        match result {
-            Ok(()) => Ok(held),
-            Err(e) => {
-                drop(inner);
-                self.release(&held);
-                Err(e)
-            }
-        }
+        self.take(svc, &Held::default())
     }
 
     /// On update: take new NodePorts; returns (newly taken, no longer held).
@@ -102,18 +89,7 @@ impl ServiceAllocator {
         new: &mut Value,
     ) -> Result<(Held, Held), Vec<FieldError>> {
         let before = held_by(old);
-        let mut inner = self.lock();
-        let mut taken = Held::default();
-        if let Err(e) = self.take_ip(&mut inner, new, &before, &mut taken) {
-            drop(inner);
-            self.release(&taken);
-            return Err(e);
-        }
-        if let Err(e) = self.take_ports(&mut inner, new, &before, &mut taken) {
-            drop(inner);
-            self.release(&taken);
-            return Err(e);
-        }
+        let taken = self.take(new, &before)?;
         let after = held_by(new);
         let freed = Held {
             ips: before
@@ -130,6 +106,23 @@ impl ServiceAllocator {
                 .collect(),
         };
         Ok((taken, freed))
+    }
+
+    /// Take what `svc` asks for beyond `keep`; all or nothing.
+    fn take(&self, svc: &mut Value, keep: &Held) -> Result<Held, Vec<FieldError>> {
+        let mut inner = self.lock();
+        let mut taken = Held::default();
+        let result = self
+            .take_ip(&mut inner, svc, keep, &mut taken)
+            .and_then(|_| self.take_ports(&mut inner, svc, keep, &mut taken));
+        drop(inner);
+        match result {
+            Ok(()) => Ok(taken),
+            Err(e) => {
+                self.release(&taken);
+                Err(e)
+            }
+        }
     }
 
     /// `keep` is what the Service held before this write: asking for it again

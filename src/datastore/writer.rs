@@ -287,23 +287,7 @@ fn apply_one(conn: &Connection, op: &Op, rev: &mut i64) -> StoreResult<Applied> 
             insert_row(conn, next, key, next, 0, false, Some(value))?;
             conn.prepare_cached("INSERT INTO current (name, id) VALUES (?1, ?2)")?
                 .execute(params![key, next])?;
-            Applied {
-                result: Ok(Written {
-                    revision: next,
-                    prev: None,
-                }),
-                event: Some(Event {
-                    kind: EventKind::Put,
-                    kv: KeyValue {
-                        key: key.clone(),
-                        value: value.clone(),
-                        create_revision: next,
-                        mod_revision: next,
-                    },
-                    prev: None,
-                }),
-                live_delta: 1,
-            }
+            put_applied(key, value, next, next, None)
         }
         (Op::Update { key, value, .. }, Some(cur)) => {
             let create = cur.create_revision;
@@ -318,23 +302,7 @@ fn apply_one(conn: &Connection, op: &Op, rev: &mut i64) -> StoreResult<Applied> 
             )?;
             conn.prepare_cached("UPDATE current SET id = ?2 WHERE name = ?1")?
                 .execute(params![key, next])?;
-            Applied {
-                result: Ok(Written {
-                    revision: next,
-                    prev: None,
-                }),
-                event: Some(Event {
-                    kind: EventKind::Put,
-                    kv: KeyValue {
-                        key: key.clone(),
-                        value: value.clone(),
-                        create_revision: create,
-                        mod_revision: next,
-                    },
-                    prev: Some(cur),
-                }),
-                live_delta: 0,
-            }
+            put_applied(key, value, create, next, Some(cur))
         }
         (Op::Delete { key, .. }, Some(cur)) => {
             let create = cur.create_revision;
@@ -386,4 +354,26 @@ fn insert_row(
         value
     ])?;
     Ok(())
+}
+
+/// A successful create or update: the answer and the event it publishes.
+fn put_applied(key: &str, value: &[u8], create: i64, next: i64, prev: Option<KeyValue>) -> Applied {
+    let live_delta = i64::from(prev.is_none());
+    Applied {
+        result: Ok(Written {
+            revision: next,
+            prev: None,
+        }),
+        event: Some(Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.to_string(),
+                value: value.to_vec(),
+                create_revision: create,
+                mod_revision: next,
+            },
+            prev,
+        }),
+        live_delta,
+    }
 }
