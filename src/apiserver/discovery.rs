@@ -1,5 +1,7 @@
 //! Discovery documents, derived from the resource registry.
 
+use axum::response::Response;
+use http::HeaderMap;
 use serde_json::{json, Value};
 
 use crate::api::registry::{self, ResourceInfo, Sub};
@@ -33,8 +35,17 @@ pub fn group(name: &str) -> Value {
     doc
 }
 
-/// The verbs and kind of one subresource, as upstream lists them.
-fn sub_entry(info: &ResourceInfo, sub: Sub) -> Value {
+/// The response group, version and kind and the verbs of one subresource,
+/// as upstream lists them. An empty group and version mean the resource's own.
+fn sub_info(
+    info: &ResourceInfo,
+    sub: Sub,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+) {
     let (kind, verbs): (&str, &[&str]) = match sub {
         Sub::Status => (info.kind, &["get", "patch", "update"]),
         Sub::Scale => ("Scale", &["get", "patch", "update"]),
@@ -57,6 +68,18 @@ fn sub_entry(info: &ResourceInfo, sub: Sub) -> Value {
         Sub::Action("approval") => (info.kind, &["get", "patch", "update"]),
         Sub::Action(_) => (info.kind, &["get", "patch", "update"]),
     };
+    let (group, version) = match sub {
+        Sub::Scale => ("autoscaling", "v1"),
+        Sub::Action("eviction") => ("policy", "v1"),
+        Sub::Action("token") => ("authentication.k8s.io", "v1"),
+        _ => ("", ""),
+    };
+    (group, version, kind, verbs)
+}
+
+/// The verbs and kind of one subresource, as upstream lists them.
+fn sub_entry(info: &ResourceInfo, sub: Sub) -> Value {
+    let (group, version, kind, verbs) = sub_info(info, sub);
     let mut e = json!({
         "name": format!("{}/{}", info.plural, sub.name()),
         "singularName": "",
@@ -64,20 +87,9 @@ fn sub_entry(info: &ResourceInfo, sub: Sub) -> Value {
         "kind": kind,
         "verbs": verbs,
     });
-    match (sub, kind) {
-        (Sub::Scale, _) => {
-            e["group"] = json!("autoscaling");
-            e["version"] = json!("v1");
-        }
-        (Sub::Action("eviction"), _) => {
-            e["group"] = json!("policy");
-            e["version"] = json!("v1");
-        }
-        (Sub::Action("token"), _) => {
-            e["group"] = json!("authentication.k8s.io");
-            e["version"] = json!("v1");
-        }
-        _ => {}
+    if !group.is_empty() {
+        e["group"] = json!(group);
+        e["version"] = json!(version);
     }
     e
 }
@@ -112,6 +124,129 @@ pub fn resource_list(group: &str, version: &str) -> Value {
         }
     }
     json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources })
+}
+
+/// The media type of aggregated discovery at one version (v2 or v2beta1).
+pub fn aggregated_media_type(version: &str) -> String {
+    format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
+}
+
+/// Whether the client's Accept header asks first for aggregated discovery,
+/// and at which version ("v2" or "v2beta1"). Plain JSON earlier in the list
+/// (or no Accept header) keeps the legacy documents.
+pub fn aggregated_version(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(http::header::ACCEPT)?.to_str().ok()?;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let mime = parts.next().unwrap_or("");
+        let (mut as_, mut g, mut v) = ("", "", "");
+        for p in parts {
+            match p.split_once('=') {
+                Some(("as", x)) => as_ = x,
+                Some(("g", x)) => g = x,
+                Some(("v", x)) => v = x,
+                _ => {}
+            }
+        }
+        if !matches!(mime, "application/json" | "application/*" | "*/*") {
+            continue;
+        }
+        match (as_, g, v) {
+            ("", _, _) => return None,
+            ("APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2") => return Some("v2"),
+            ("APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2beta1") => return Some("v2beta1"),
+            _ => continue,
+        }
+    }
+    None
+}
+
+fn aggregated_resource(info: &ResourceInfo) -> Value {
+    let mut r = json!({
+        "resource": info.plural,
+        "responseKind": { "group": info.group, "version": info.version, "kind": info.kind },
+        "scope": if info.namespaced() { "Namespaced" } else { "Cluster" },
+        "singularResource": info.singular(),
+        "verbs": info.verbs,
+    });
+    if !info.short_names.is_empty() {
+        r["shortNames"] = json!(info.short_names);
+    }
+    if !info.categories.is_empty() {
+        r["categories"] = json!(info.categories);
+    }
+    let subs: Vec<Value> = info
+        .subresources
+        .iter()
+        .map(|sub| {
+            let (group, version, kind, verbs) = sub_info(info, *sub);
+            let (group, version) = if group.is_empty() {
+                (info.group, info.version)
+            } else {
+                (group, version)
+            };
+            json!({
+                "subresource": sub.name(),
+                "responseKind": { "group": group, "version": version, "kind": kind },
+                "verbs": verbs,
+            })
+        })
+        .collect();
+    if !subs.is_empty() {
+        r["subresources"] = json!(subs);
+    }
+    r
+}
+
+fn aggregated_group(group: &str) -> Value {
+    let versions: Vec<Value> = registry::group_versions(group)
+        .iter()
+        .map(|v| {
+            let resources: Vec<Value> = registry::RESOURCES
+                .iter()
+                .filter(|r| r.group == group && r.version == *v)
+                .map(aggregated_resource)
+                .collect();
+            json!({ "version": v, "resources": resources, "freshness": "Current" })
+        })
+        .collect();
+    let mut metadata = json!({ "creationTimestamp": null });
+    if !group.is_empty() {
+        metadata["name"] = json!(group);
+    }
+    json!({ "metadata": metadata, "versions": versions })
+}
+
+/// The aggregated discovery document: the core group for /api, the named
+/// groups for /apis. Versions are listed preferred first.
+pub fn aggregated(core: bool, version: &str) -> Value {
+    let items: Vec<Value> = if core {
+        vec![aggregated_group("")]
+    } else {
+        registry::groups()
+            .iter()
+            .map(|g| aggregated_group(g))
+            .collect()
+    };
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+/// The aggregated discovery response for /api (core) or /apis, when the
+/// client asked for it.
+pub fn aggregated_response(core: bool, headers: &HeaderMap) -> Option<Response> {
+    let version = aggregated_version(headers)?;
+    let body = serde_json::to_vec(&aggregated(core, version)).ok()?;
+    Response::builder()
+        .status(http::StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, aggregated_media_type(version))
+        .header(http::header::VARY, "Accept")
+        .body(axum::body::Body::from(body))
+        .ok()
 }
 
 #[cfg(test)]
@@ -150,5 +285,83 @@ mod tests {
             .expect("autoscaling")
             .clone();
         assert_eq!(auto["preferredVersion"]["version"], "v2");
+    }
+
+    #[test]
+    fn aggregated_documents_have_upstream_shape() {
+        let core = aggregated(true, "v2");
+        assert_eq!(core["kind"], "APIGroupDiscoveryList");
+        assert_eq!(core["apiVersion"], "apidiscovery.k8s.io/v2");
+        let items = core["items"].as_array().expect("items");
+        assert_eq!(items.len(), 1);
+        assert!(items[0]["metadata"].get("name").is_none());
+        let v1 = &items[0]["versions"][0];
+        assert_eq!(v1["version"], "v1");
+        let pods = v1["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .expect("pods");
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(pods["singularResource"], "pod");
+        assert_eq!(pods["responseKind"]["kind"], "Pod");
+        assert_eq!(pods["responseKind"]["version"], "v1");
+        assert_eq!(pods["shortNames"][0], "po");
+        let subs = pods["subresources"].as_array().expect("subresources");
+        let eviction = subs
+            .iter()
+            .find(|s| s["subresource"] == "eviction")
+            .expect("eviction");
+        assert_eq!(eviction["responseKind"]["group"], "policy");
+        assert_eq!(eviction["verbs"][0], "create");
+
+        let named = aggregated(false, "v2beta1");
+        assert_eq!(named["apiVersion"], "apidiscovery.k8s.io/v2beta1");
+        let groups = named["items"].as_array().expect("items");
+        assert!(groups.iter().all(|g| g["metadata"]["name"] != ""));
+        let auto = groups
+            .iter()
+            .find(|g| g["metadata"]["name"] == "autoscaling")
+            .expect("autoscaling");
+        assert_eq!(auto["versions"][0]["version"], "v2");
+        let apps = groups
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apps")
+            .expect("apps");
+        let deploy = apps["versions"][0]["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .expect("deployments");
+        assert_eq!(deploy["categories"][0], "all");
+        let scale = deploy["subresources"]
+            .as_array()
+            .expect("subs")
+            .iter()
+            .find(|s| s["subresource"] == "scale")
+            .expect("scale");
+        assert_eq!(scale["responseKind"]["group"], "autoscaling");
+        assert_eq!(scale["responseKind"]["kind"], "Scale");
+    }
+
+    #[test]
+    fn accept_header_picks_aggregated_or_legacy() {
+        let with = |a: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::ACCEPT, a.parse().expect("header"));
+            aggregated_version(&h)
+        };
+        assert_eq!(
+            with("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"),
+            Some("v2")
+        );
+        assert_eq!(
+            with("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"),
+            Some("v2beta1")
+        );
+        assert_eq!(with("application/json, */*"), None);
+        assert_eq!(aggregated_version(&HeaderMap::new()), None);
     }
 }

@@ -17,6 +17,7 @@ pub mod openapi;
 mod openapi_pb;
 pub mod patch;
 pub mod path;
+pub mod printers;
 pub mod protobuf;
 pub mod query;
 pub mod router;

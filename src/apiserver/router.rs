@@ -215,6 +215,12 @@ async fn api(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         }
         other => {
             drop(body);
+            // Aggregated discovery (apidiscovery.k8s.io) when asked for.
+            let aggregated = match other {
+                Target::CoreVersions => discovery::aggregated_response(true, &parts.headers),
+                Target::Groups => discovery::aggregated_response(false, &parts.headers),
+                _ => None,
+            };
             let doc = match other {
                 Target::CoreVersions => discovery::core_versions(&state.advertise),
                 Target::Groups => discovery::groups(),
@@ -222,7 +228,8 @@ async fn api(State(state): State<Arc<ApiState>>, req: Request) -> Response {
                 Target::GroupVersion(g, v) => discovery::resource_list(&g, &v),
                 Target::Resource(_) => unreachable!("handled above"),
             };
-            ("GET", "", Ok(json(StatusCode::OK, &doc)))
+            let response = aggregated.unwrap_or_else(|| json(StatusCode::OK, &doc));
+            ("GET", "", Ok(response))
         }
     };
     let response = match result {

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::apiserver::object;
+use crate::apiserver::{object, printers};
 
 /// Which object each table row carries (`includeObject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,14 +96,29 @@ pub fn partial_list(items: &[Value], list_meta: Value, version: &str) -> Value {
     })
 }
 
-/// A Table of objects with the default columns (Name, Age).
-pub fn table(items: &[Value], list_meta: Value, version: &str, include: Include) -> Value {
+/// The API group and kind of an object, from its apiVersion and kind.
+/// A Table of objects of one kind, by API group and kind.
+pub fn table_for(
+    group: &str,
+    kind: &str,
+    items: &[Value],
+    list_meta: Value,
+    version: &str,
+    include: Include,
+) -> Value {
+    let printer = printers::lookup(group, kind);
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
-            let name = object::name(o).unwrap_or("");
-            let created = object::meta_str(o, "creationTimestamp").unwrap_or("");
-            let mut row = json!({ "cells": [name, age(created)] });
+            let cells = match printer {
+                Some(p) => (p.cells)(o),
+                None => {
+                    let name = object::name(o).unwrap_or("");
+                    let created = object::meta_str(o, "creationTimestamp").unwrap_or("");
+                    vec![json!(name), json!(age(created))]
+                }
+            };
+            let mut row = json!({ "cells": cells });
             match include {
                 Include::None => {}
                 Include::Metadata => row["object"] = partial(o, version),
@@ -112,14 +127,15 @@ pub fn table(items: &[Value], list_meta: Value, version: &str, include: Include)
             row
         })
         .collect();
+    let columns: Vec<Value> = match printer {
+        Some(p) => p.columns.iter().map(printers::Col::to_json).collect(),
+        None => vec![printers::NAME.to_json(), printers::AGE.to_json()],
+    };
     json!({
         "kind": "Table",
         "apiVersion": format!("meta.k8s.io/{version}"),
         "metadata": list_meta,
-        "columnDefinitions": [
-            { "name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0 },
-            { "name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0 },
-        ],
+        "columnDefinitions": columns,
         "rows": rows,
     })
 }
@@ -143,7 +159,9 @@ mod tests {
     #[test]
     fn table_has_rows_and_objects() {
         let o = json!({"metadata": {"name": "a", "creationTimestamp": "2020-01-01T00:00:00Z"}});
-        let t = table(
+        let t = table_for(
+            "example.com",
+            "Widget",
             &[o],
             json!({"resourceVersion": "5"}),
             "v1",
@@ -151,5 +169,35 @@ mod tests {
         );
         assert_eq!(t["rows"][0]["cells"][0], "a");
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(t["columnDefinitions"][1]["name"], "Age");
+    }
+
+    #[test]
+    fn tables_use_the_kind_printer() {
+        let o = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}});
+        let t = table_for("", "Pod", &[o], json!({}), "v1", Include::None);
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Name",
+                "Ready",
+                "Status",
+                "Restarts",
+                "Age",
+                "IP",
+                "Node",
+                "Nominated Node",
+                "Readiness Gates"
+            ]
+        );
+        assert_eq!(t["rows"][0]["cells"].as_array().map(Vec::len), Some(9));
+        assert_eq!(t["rows"][0]["cells"][2], "Pending");
+        assert_eq!(t["columnDefinitions"][5]["priority"], 1);
     }
 }

@@ -60,7 +60,9 @@ pub async fn fetch_with_rev(req: &Request<'_>, name: &str) -> ApiResult<(Value, 
 pub fn render_one(req: &Request<'_>, code: StatusCode, obj: &Value) -> ApiResult<Response> {
     let body = match negotiate::output(&req.headers)? {
         Output::Json => return Ok(json(code, obj)),
-        Output::Table(v) => table::table(
+        Output::Table(v) => table::table_for(
+            req.target.info.group,
+            req.target.info.kind,
             std::slice::from_ref(obj),
             json!({ "resourceVersion": object::meta_str(obj, "resourceVersion").unwrap_or("") }),
             v,
@@ -202,7 +204,9 @@ pub async fn list(req: Request<'_>) -> ApiResult<Response> {
     if output != Output::Json {
         let (items, meta, _) = list_objects(&req).await?;
         let body = match output {
-            Output::Table(v) => table::table(
+            Output::Table(v) => table::table_for(
+                req.target.info.group,
+                req.target.info.kind,
                 &items,
                 meta,
                 v,

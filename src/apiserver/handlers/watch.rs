@@ -34,7 +34,9 @@ impl Encoder {
     fn event(&self, kind: &str, obj: &Value) -> Bytes {
         let object = match self.output {
             Output::Json => obj.clone(),
-            Output::Table(v) => table::table(
+            Output::Table(v) => table::table_for(
+                self.info.group,
+                self.info.kind,
                 std::slice::from_ref(obj),
                 json!({ "resourceVersion": object::meta_str(obj, "resourceVersion").unwrap_or("") }),
                 v,
