@@ -36,12 +36,13 @@ pub fn normalize(
             info.kind, info.version, info.kind
         ))
     };
-    let typed = match typed::normalize(info, &obj) {
+    let mut typed = match typed::normalize(info, &obj) {
         Ok(Some(t)) => t,
         Ok(None) => return Ok((obj, Vec::new())),
         Err(e) => return Err(cannot(&e)),
     };
     let unknown = unknown_field_messages(&obj, &typed);
+    crate::apiserver::protobuf::drop_empty(&info.api_version(), info.kind, &mut typed);
     match mode {
         FieldValidation::Strict if !unknown.is_empty() => Err(cannot(&format!(
             "strict decoding error: {}",

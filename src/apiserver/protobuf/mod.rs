@@ -14,12 +14,14 @@
 //! Input is untrusted: every read is bounds-checked, and nesting depth and
 //! the number of rendered objects are capped.
 
+mod omitempty;
 mod table;
 #[rustfmt::skip]
 mod schema;
 mod wire;
 
 use base64::Engine as _;
+pub use omitempty::drop_empty;
 use serde_json::{Map, Value};
 use std::cell::Cell;
 use std::collections::BTreeMap;
