@@ -135,23 +135,11 @@ pub fn aggregated_media_type(version: &str) -> String {
 /// and at which version ("v2" or "v2beta1"). Plain JSON earlier in the list
 /// (or no Accept header) keeps the legacy documents.
 pub fn aggregated_version(headers: &HeaderMap) -> Option<&'static str> {
-    let accept = headers.get(http::header::ACCEPT)?.to_str().ok()?;
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let mime = parts.next().unwrap_or("");
-        let (mut as_, mut g, mut v) = ("", "", "");
-        for p in parts {
-            match p.split_once('=') {
-                Some(("as", x)) => as_ = x,
-                Some(("g", x)) => g = x,
-                Some(("v", x)) => v = x,
-                _ => {}
-            }
-        }
-        if !matches!(mime, "application/json" | "application/*" | "*/*") {
+    for r in crate::apiserver::negotiate::media_ranges(headers) {
+        if !matches!(r.mime, "application/json" | "application/*" | "*/*") {
             continue;
         }
-        match (as_, g, v) {
+        match (r.as_, r.group, r.version) {
             ("", _, _) => return None,
             ("APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2") => return Some("v2"),
             ("APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2beta1") => return Some("v2beta1"),

@@ -24,38 +24,65 @@ impl Output {
     }
 }
 
-/// Pick the first acceptable representation, in the client's order.
-pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
+/// One media range of an Accept header, with the Kubernetes parameters.
+pub struct MediaRange<'a> {
+    pub mime: &'a str,
+    /// `as=`: Table, PartialObjectMetadata, APIGroupDiscoveryList, …
+    pub as_: &'a str,
+    pub group: &'a str,
+    pub version: &'a str,
+}
+
+/// The media ranges of the Accept header, in the client's order.
+pub fn media_ranges(headers: &HeaderMap) -> Vec<MediaRange<'_>> {
     let Some(accept) = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
     else {
-        return Ok(Output::Json);
+        return Vec::new();
     };
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let mime = parts.next().unwrap_or("");
-        let (mut as_, mut g, mut v) = ("", "", "");
-        for p in parts {
-            match p.split_once('=') {
-                Some(("as", x)) => as_ = x,
-                Some(("g", x)) => g = x,
-                Some(("v", x)) => v = x,
-                _ => {}
+    accept
+        .split(',')
+        .map(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let mut r = MediaRange {
+                mime: parts.next().unwrap_or(""),
+                as_: "",
+                group: "",
+                version: "",
+            };
+            for p in parts {
+                match p.split_once('=') {
+                    Some(("as", x)) => r.as_ = x,
+                    Some(("g", x)) => r.group = x,
+                    Some(("v", x)) => r.version = x,
+                    _ => {}
+                }
             }
-        }
+            r
+        })
+        .collect()
+}
+
+/// Pick the first acceptable representation, in the client's order.
+pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
+    let ranges = media_ranges(headers);
+    if ranges.is_empty() {
+        return Ok(Output::Json);
+    }
+    for r in ranges {
         if !matches!(
-            mime,
+            r.mime,
             "application/json" | "application/*" | "*/*" | "application/yaml"
         ) {
             continue;
         }
-        let version = match v {
+        let version = match r.version {
             "v1" => "v1",
             "v1beta1" => "v1beta1",
             _ => "",
         };
-        match (as_, g) {
+        match (r.as_, r.group) {
             ("", _) => return Ok(Output::Json),
             ("Table", "meta.k8s.io") if !version.is_empty() => return Ok(Output::Table(version)),
             ("PartialObjectMetadata" | "PartialObjectMetadataList", "meta.k8s.io")
