@@ -33,6 +33,14 @@ pub enum Command {
     },
     /// Manage container images: import archives, list, inspect, remove, GC.
     Images(ImagesArgs),
+    /// Inspect and debug this node's pods and containers (the crictl role).
+    Runtime(RuntimeArgs),
+    /// A pod's container supervisor; the agent starts one per pod.
+    #[command(hide = true)]
+    Shim {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -73,6 +81,142 @@ pub enum ImagesCommand {
     },
     /// Remove blobs and snapshots no image uses.
     Gc,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RuntimeArgs {
+    /// Folder for state (images and container layers live under DATA_DIR/agent/).
+    #[arg(
+        long,
+        env = "KONE_DATA_DIR",
+        default_value = "/var/lib/kone",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// Folder for runtime state: supervisors, sockets, namespaces.
+    #[arg(long, env = "KONE_RUN_DIR", default_value = "/run/kone", global = true)]
+    pub run_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: RuntimeCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RuntimeCommand {
+    /// Run a container in a new pod sandbox (for debugging a node).
+    Run(Box<RunArgs>),
+    /// List containers.
+    Ps {
+        /// Include exited containers.
+        #[arg(short, long)]
+        all: bool,
+        /// Print ids only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List pod sandboxes.
+    Pods,
+    /// Show a container's state as JSON.
+    Inspect { id: String },
+    /// Print a container's log.
+    Logs {
+        id: String,
+        /// Keep streaming until the container exits.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Run a command in a running container.
+    Exec {
+        /// Allocate a terminal.
+        #[arg(short, long)]
+        tty: bool,
+        /// Pass stdin to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        id: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Stop containers: SIGTERM, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        timeout: u64,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove exited containers (-f stops running ones first).
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove pod sandboxes with all their containers.
+    Rmp {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Container name (default: from the image).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run in this existing pod sandbox instead of a new one.
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Hostname of a new sandbox.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Print the container id and return instead of waiting for it.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container (and its new sandbox) after it exits.
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Environment variable NAME=VALUE (repeatable).
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Memory limit, a Kubernetes quantity (64Mi).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPU limit, a Kubernetes quantity (500m).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub read_only: bool,
+    #[arg(long)]
+    pub privileged: bool,
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Seccomp profile: runtime-default or unconfined.
+    #[arg(long, default_value = "runtime-default")]
+    pub seccomp: String,
+    /// Run as this uid (and gid, as UID:GID).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Bind mount HOST:CONTAINER[:ro] (repeatable).
+    #[arg(short, long)]
+    pub volume: Vec<String>,
+    /// Share the host's network namespace.
+    #[arg(long)]
+    pub host_network: bool,
+    /// Folder for container logs.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub log_dir: PathBuf,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]

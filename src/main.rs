@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use kone::config::{self, Command};
@@ -14,6 +15,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Kubectl { args } => kone::kubectl::run(args),
         Command::Images(args) => kone::runtime::images::cli::run(args),
+        Command::Runtime(args) => kone::runtime::cli::run(args),
+        Command::Shim { dir } => kone::runtime::shim::run(&dir),
         Command::Server(args) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -43,5 +46,6 @@ fn init_logging(debug: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
