@@ -1,6 +1,7 @@
 //! `kone shim`: the per-pod supervisor process, and the client the agent and
 //! `kone runtime` use to talk to it.
 
+pub mod cgroups;
 pub mod client;
 pub mod crilog;
 pub mod namespaces;

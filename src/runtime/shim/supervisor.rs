@@ -22,6 +22,7 @@ use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 use serde_json::{json, Value};
 
+use super::cgroups;
 use super::crilog::{CriLog, LineSplitter};
 use super::namespaces::{self, NamespaceFiles};
 use super::protocol::{
@@ -86,12 +87,14 @@ pub struct Supervisor {
     containers: BTreeMap<String, Ctr>,
     execs: HashMap<i32, ExecProc>,
     shutdown: Option<UnixStream>,
+    consoles: u64,
 }
 
 impl Supervisor {
     /// Sets up the sandbox: namespaces pinned, socket bound. Runs before the
     /// process daemonizes so that errors reach the caller.
     pub fn prepare(dir: &Path, sandbox: SandboxDesc) -> anyhow::Result<Supervisor> {
+        std::env::set_current_dir(dir)?;
         let ns = NamespaceFiles::in_dir(dir, &sandbox);
         namespaces::create(&ns, &sandbox.hostname)?;
         let sock = dir.join("shim.sock");
@@ -113,6 +116,7 @@ impl Supervisor {
             containers: BTreeMap::new(),
             execs: HashMap::new(),
             shutdown: None,
+            consoles: 0,
         })
     }
 
@@ -420,9 +424,7 @@ impl Supervisor {
         let mut outputs = Vec::new();
         let mut input = None;
         let console = if req.tty {
-            let path = self.dir.join(format!("console-{}.sock", req.id));
-            let _ = fs::remove_file(&path);
-            let l = UnixListener::bind(&path)?;
+            let (l, path) = self.console_listener()?;
             builder = builder.with_console_socket(Some(&path));
             Some((l, path))
         } else {
@@ -488,6 +490,17 @@ impl Supervisor {
             kill_at: None,
             reaped: None,
         })
+    }
+
+    /// A socket for libcontainer to send a terminal over. Bound by a short
+    /// relative name (the supervisor's cwd is its folder): socket paths are
+    /// limited to 108 bytes and run dirs can be long.
+    fn console_listener(&mut self) -> anyhow::Result<(UnixListener, PathBuf)> {
+        self.consoles += 1;
+        let name = format!("console-{}.sock", self.consoles);
+        let _ = fs::remove_file(&name);
+        let listener = UnixListener::bind(&name).context("binding a console socket")?;
+        Ok((listener, self.dir.join(name)))
     }
 
     fn load(&self, id: &str) -> anyhow::Result<Container> {
@@ -578,11 +591,7 @@ impl Supervisor {
             .with_root_path(&self.lc_root)?;
         let mut ours = Vec::new();
         let console = if tty {
-            let path = self.dir.join(format!(
-                "console-exec-{}.sock",
-                uuid::Uuid::new_v4().simple()
-            ));
-            let l = UnixListener::bind(&path)?;
+            let (l, path) = self.console_listener()?;
             builder = builder.with_console_socket(Some(&path));
             Some((l, path))
         } else {
@@ -727,7 +736,7 @@ impl Supervisor {
                 out.lines
                     .finish(|line, partial| write_log(log, stream, partial, line));
             }
-            let oom = oom_killed(&c.cgroup);
+            let oom = cgroups::oom_killed(&c.cgroup);
             c.state.status = Status::Exited;
             c.state.exit_code = Some(code);
             c.state.finished_at = Some(now());
@@ -793,6 +802,7 @@ impl Supervisor {
             }
         }
         namespaces::release(&self.ns);
+        cgroups::remove(&self.sandbox.cgroup_parent);
         let conn = self.shutdown.take();
         let result = if errors.is_empty() {
             let _ = fs::remove_dir_all(&self.dir);
@@ -859,25 +869,6 @@ fn receive_master(listener: &UnixListener) -> anyhow::Result<OwnedFd> {
         }
     }
     bail!("no terminal received on the console socket")
-}
-
-/// Whether the kernel OOM-killed a process of this cgroup (v1 or v2 files).
-fn oom_killed(cgroup: &str) -> bool {
-    let rel = cgroup.trim_start_matches('/');
-    [
-        format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
-        format!("/sys/fs/cgroup/{rel}/memory.events"),
-        format!("/sys/fs/cgroup/unified/{rel}/memory.events"),
-    ]
-    .iter()
-    .filter_map(|p| fs::read_to_string(p).ok())
-    .any(|text| {
-        text.lines().any(|l| {
-            l.strip_prefix("oom_kill ")
-                .and_then(|n| n.trim().parse::<u64>().ok())
-                .is_some_and(|n| n > 0)
-        })
-    })
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> anyhow::Result<Value> {
