@@ -27,11 +27,39 @@ const MIRRORED: &str = "registry.example.test/mirrored/busybox";
 struct Registry {
     child: Option<Child>,
     port: u16,
+    https: bool,
     dir: PathBuf,
 }
 
+/// A certificate and key for the registry's HTTPS, and the CA that signed it.
+struct Tls {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl Tls {
+    fn new() -> Tls {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca =
+            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
+        let key = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("leaf params")
+            .signed_by(&key, &ca)
+            .expect("leaf");
+        Tls {
+            ca_pem: ca.pem(),
+            cert_pem: leaf.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
 impl Registry {
-    fn start(dir: &Path) -> Registry {
+    fn start(dir: &Path, tls: Option<&Tls>) -> Registry {
         std::fs::create_dir_all(dir).expect("registry dir");
         let htpasswd = Command::new("htpasswd")
             .args(["-Bbn", USER, PASSWORD])
@@ -40,10 +68,21 @@ impl Registry {
         assert!(htpasswd.status.success());
         std::fs::write(dir.join("htpasswd"), &htpasswd.stdout).expect("write htpasswd");
         let port = common::free_port();
+        let tls = match tls {
+            Some(t) => {
+                std::fs::write(dir.join("cert.pem"), &t.cert_pem).expect("cert");
+                std::fs::write(dir.join("key.pem"), &t.key_pem).expect("key");
+                format!(
+                    "  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem\n",
+                    d = dir.display()
+                )
+            }
+            None => String::new(),
+        };
         let config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {root}\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: kone-test\n\
+             http:\n  addr: 127.0.0.1:{port}\n  secret: kone-test\n{tls}\
              auth:\n  htpasswd:\n    realm: kone-test\n    path: {dir}/htpasswd\n",
             root = dir.join("storage").display(),
             dir = dir.display(),
@@ -60,6 +99,7 @@ impl Registry {
         let mut reg = Registry {
             child: Some(child),
             port,
+            https: !tls.is_empty(),
             dir: dir.to_path_buf(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -91,6 +131,11 @@ impl Registry {
 
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.host())
     }
 
     /// `skopeo copy SRC docker://127.0.0.1:PORT/DEST`.
@@ -135,10 +180,16 @@ impl Drop for Registry {
 /// registries.yaml mirroring registry.example.test to the local registry,
 /// `mirrored/X` → `library/X`, with basic auth.
 fn registries_yaml(reg: &Registry, password: &str) -> String {
+    registries_yaml_tls(reg, password, "")
+}
+
+/// [`registries_yaml`] with a `tls:` block (its lines indented by 4).
+fn registries_yaml_tls(reg: &Registry, password: &str, tls: &str) -> String {
     format!(
-        "mirrors:\n  registry.example.test:\n    endpoint:\n      - \"http://{host}\"\n    \
+        "mirrors:\n  registry.example.test:\n    endpoint:\n      - \"{url}\"\n    \
          rewrite:\n      \"^mirrored/(.*)\": \"library/$1\"\n\
-         configs:\n  \"{host}\":\n    auth:\n      username: {USER}\n      password: {password}\n",
+         configs:\n  \"{host}\":\n    auth:\n      username: {USER}\n      password: {password}\n{tls}",
+        url = reg.url(),
         host = reg.host()
     )
 }
@@ -225,13 +276,13 @@ struct Setup {
 /// A registry holding the test image as library/busybox:1 (docker
 /// manifest) and library/busybox:oci (OCI manifest). None when the image
 /// cannot be built here.
-fn setup() -> Option<Setup> {
+fn setup(tls: Option<&Tls>) -> Option<Setup> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let images = tmp.path().join("images");
     if !build_image(&images) {
         return None;
     }
-    let reg = Registry::start(&tmp.path().join("registry"));
+    let reg = Registry::start(&tmp.path().join("registry"), tls);
     let docker = images.join("busybox-docker.tar");
     let oci = images.join("busybox-oci.tar");
     reg.push(
@@ -266,7 +317,7 @@ fn image_id(ls: &str, name: &str) -> String {
 
 #[test]
 fn pull_through_mirror_with_basic_auth() {
-    let Some(mut s) = setup() else {
+    let Some(mut s) = setup(None) else {
         return;
     };
     let data = s.tmp.path().join("data");
@@ -408,7 +459,7 @@ fn pull_through_mirror_with_basic_auth() {
 
 #[test]
 fn concurrent_pulls_share_one_download() {
-    let Some(s) = setup() else {
+    let Some(s) = setup(None) else {
         return;
     };
     let yaml = registries_yaml(&s.reg, PASSWORD);
@@ -440,4 +491,53 @@ fn concurrent_pulls_share_one_download() {
     assert_eq!(c.digest, a.digest);
     assert_eq!(s.reg.gets(&layer), 1);
     assert_eq!(s.reg.gets(manifest), 2);
+}
+
+#[test]
+fn pull_over_https_with_ca_file() {
+    let tls = Tls::new();
+    let Some(s) = setup(Some(&tls)) else {
+        return;
+    };
+    let ca = s.tmp.path().join("ca.pem");
+    std::fs::write(&ca, &tls.ca_pem).expect("ca");
+    let data = s.tmp.path().join("data");
+    let tagged = format!("{MIRRORED}:1");
+    let pull = |name: &str, tls_block: &str| {
+        let file = s.tmp.path().join(name);
+        std::fs::write(&file, registries_yaml_tls(&s.reg, PASSWORD, tls_block)).expect("write");
+        kone_images(
+            &data,
+            &[
+                "pull",
+                "--private-registry",
+                file.to_str().expect("utf-8"),
+                "--disable-default-registry-endpoint",
+                &tagged,
+            ],
+        )
+    };
+
+    // The registry's CA is not trusted by default.
+    ok(&kone_images(&data, &["ls"]));
+    let before = listing(&data);
+    let err = fails(&pull("no-ca.yaml", ""));
+    assert!(err.contains("certificate"), "{err}");
+    assert_eq!(listing(&data), before);
+
+    let out = ok(&pull(
+        "ca.yaml",
+        &format!("    tls:\n      ca_file: {}\n", ca.display()),
+    ));
+    assert!(
+        out.contains(&format!("from https://{}", s.reg.host())),
+        "{out}"
+    );
+    ok(&kone_images(&data, &["rm", &tagged]));
+
+    let out = ok(&pull(
+        "insecure.yaml",
+        "    tls:\n      insecure_skip_verify: true\n",
+    ));
+    assert!(out.contains(&format!("pulled {tagged} ")), "{out}");
 }

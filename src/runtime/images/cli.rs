@@ -174,6 +174,13 @@ fn pull(store: Store, reference: &str, registry: &RegistryArgs) -> ExitCode {
         Err(e) => return fail(&format!("starting the runtime: {e}")),
     };
     let tty = std::io::stdout().is_terminal();
+    // A refreshing progress line is open (to end before other output).
+    let open_line = std::cell::Cell::new(false);
+    let end_line = || {
+        if open_line.replace(false) {
+            println!();
+        }
+    };
     let show = |ev: &PullEvent| match ev {
         PullEvent::Resolved {
             endpoint,
@@ -191,6 +198,7 @@ fn pull(store: Store, reference: &str, registry: &RegistryArgs) -> ExitCode {
             total,
         } => {
             if tty {
+                open_line.set(true);
                 print!(
                     "\r\x1b[K  layer {} {} / {}",
                     digest.short(),
@@ -205,7 +213,7 @@ fn pull(store: Store, reference: &str, registry: &RegistryArgs) -> ExitCode {
             bytes,
             existed,
         } => {
-            if tty {
+            if open_line.replace(false) {
                 print!("\r\x1b[K");
             }
             println!(
@@ -233,7 +241,9 @@ fn pull(store: Store, reference: &str, registry: &RegistryArgs) -> ExitCode {
         PullEvent::Unpack(ImportEvent::Layer { .. }) => {}
     };
     let puller = Puller::new(store, registries);
-    match runtime.block_on(puller.pull_with_progress(reference, None, show)) {
+    let res = runtime.block_on(puller.pull_with_progress(reference, None, show));
+    end_line();
+    match res {
         Ok(rec) => {
             println!(
                 "pulled {} {} (image id {})",
