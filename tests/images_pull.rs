@@ -3,7 +3,9 @@
 //! through a registries.yaml mirror with a rewrite, by tag, by digest and
 //! through an OCI index; an unknown tag, a wrong password, a corrupt blob and
 //! a stopped registry each fail with one clear line and leave the store as
-//! it was; two concurrent pulls in one process fetch the layer once.
+//! it was; two concurrent pulls in one process fetch the layer once. Also
+//! HTTPS with a CA from registries.yaml, and bearer tokens from a token
+//! server (the registry token spec) instead of basic auth.
 //!
 //! Needs docker-registry, skopeo and htpasswd (apache2-utils); .ci/run
 //! installs them. Only 127.0.0.1 is contacted: the mirrored registry's own
@@ -14,8 +16,11 @@ mod common;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use common::images::{build_image, fails, kone_images, listing, ok};
 use kone::runtime::images::{Puller, RegistryConfig, Store};
 
@@ -58,15 +63,217 @@ impl Tls {
     }
 }
 
+/// A token server for the registry's bearer-token auth (the Docker
+/// registry token spec): checks basic credentials, answers with an ES256
+/// JWT whose x5c certificate a test CA signed. Stops on drop.
+struct TokenServer {
+    port: u16,
+    ca_pem: String,
+    /// Token requests answered with a token.
+    issued: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const SERVICE: &str = "kone-test-registry";
+const ISSUER: &str = "kone-test-issuer";
+
+impl TokenServer {
+    fn start() -> TokenServer {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca =
+            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec!["token-signer".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca)
+            .expect("signer cert");
+        let x5c = base64::engine::general_purpose::STANDARD.encode(cert.der());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let issued = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, halt) = (issued.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if halt.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    answer_token_request(conn, &key, &x5c, &count);
+                }
+            }
+        });
+        TokenServer {
+            port,
+            ca_pem: ca.pem(),
+            issued,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn answer_token_request(
+    mut conn: TcpStream,
+    key: &rcgen::KeyPair,
+    x5c: &str,
+    issued: &AtomicUsize,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut request_line = String::new();
+    let _ = reader.read_line(&mut request_line);
+    let mut authorized = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                let want =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+                authorized = value.trim() == format!("Basic {want}");
+            }
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let access: Vec<serde_json::Value> = query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("scope="))
+        .map(percent_decode)
+        .filter_map(|scope| {
+            let mut parts = scope.splitn(3, ':');
+            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(serde_json::json!({
+                "type": kind, "name": name,
+                "actions": actions.split(',').collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    let (status, body) = if authorized {
+        let n = issued.fetch_add(1, Ordering::SeqCst);
+        let token = sign_jwt(key, x5c, access, n);
+        (
+            "200 OK",
+            serde_json::json!({"token": token, "access_token": token, "expires_in": 300})
+                .to_string(),
+        )
+    } else {
+        (
+            "401 Unauthorized",
+            r#"{"details":"bad credentials"}"#.to_string(),
+        )
+    };
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An ES256 JWS: ring signs ECDSA as DER, JWS wants r and s, 32 bytes each.
+fn sign_jwt(key: &rcgen::KeyPair, x5c: &str, access: Vec<serde_json::Value>, n: usize) -> String {
+    use rcgen::SigningKey as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": USER, "aud": SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now,
+        "jti": format!("{now}-{n}"), "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let der = key.sign(signing_input.as_bytes()).expect("sign");
+    // SEQUENCE { INTEGER r, INTEGER s }, short lengths for P-256.
+    let int_at = |at: usize| -> (Vec<u8>, usize) {
+        assert_eq!(der[at], 0x02, "DER integer");
+        let len = der[at + 1] as usize;
+        let v = &der[at + 2..at + 2 + len];
+        let v = &v[v.len().saturating_sub(32)..];
+        let mut out = vec![0u8; 32 - v.len()];
+        out.extend_from_slice(v);
+        (out, at + 2 + len)
+    };
+    let (r, next) = int_at(2);
+    let (sig_s, _) = int_at(next);
+    format!("{signing_input}.{}", b64(&[r, sig_s].concat()))
+}
+
 impl Registry {
-    fn start(dir: &Path, tls: Option<&Tls>) -> Registry {
+    /// A registry with htpasswd basic auth, or bearer tokens from `token`.
+    fn start(dir: &Path, tls: Option<&Tls>, token: Option<&TokenServer>) -> Registry {
         std::fs::create_dir_all(dir).expect("registry dir");
-        let htpasswd = Command::new("htpasswd")
-            .args(["-Bbn", USER, PASSWORD])
-            .output()
-            .expect("htpasswd (apache2-utils) is needed");
-        assert!(htpasswd.status.success());
-        std::fs::write(dir.join("htpasswd"), &htpasswd.stdout).expect("write htpasswd");
+        let auth = match token {
+            None => {
+                let htpasswd = Command::new("htpasswd")
+                    .args(["-Bbn", USER, PASSWORD])
+                    .output()
+                    .expect("htpasswd (apache2-utils) is needed");
+                assert!(htpasswd.status.success());
+                std::fs::write(dir.join("htpasswd"), &htpasswd.stdout).expect("htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: kone-test\n    path: {}/htpasswd\n",
+                    dir.display()
+                )
+            }
+            Some(t) => {
+                std::fs::write(dir.join("token-ca.pem"), &t.ca_pem).expect("token ca");
+                format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    \
+                     service: {SERVICE}\n    issuer: {ISSUER}\n    \
+                     rootcertbundle: {}/token-ca.pem\n",
+                    t.port,
+                    dir.display()
+                )
+            }
+        };
         let port = common::free_port();
         let tls = match tls {
             Some(t) => {
@@ -82,10 +289,8 @@ impl Registry {
         let config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {root}\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: kone-test\n{tls}\
-             auth:\n  htpasswd:\n    realm: kone-test\n    path: {dir}/htpasswd\n",
+             http:\n  addr: 127.0.0.1:{port}\n  secret: kone-test\n{tls}{auth}",
             root = dir.join("storage").display(),
-            dir = dir.display(),
         );
         std::fs::write(dir.join("config.yml"), config).expect("write registry config");
         let log = std::fs::File::create(dir.join("registry.log")).expect("log file");
@@ -276,13 +481,13 @@ struct Setup {
 /// A registry holding the test image as library/busybox:1 (docker
 /// manifest) and library/busybox:oci (OCI manifest). None when the image
 /// cannot be built here.
-fn setup(tls: Option<&Tls>) -> Option<Setup> {
+fn setup(tls: Option<&Tls>, token: Option<&TokenServer>) -> Option<Setup> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let images = tmp.path().join("images");
     if !build_image(&images) {
         return None;
     }
-    let reg = Registry::start(&tmp.path().join("registry"), tls);
+    let reg = Registry::start(&tmp.path().join("registry"), tls, token);
     let docker = images.join("busybox-docker.tar");
     let oci = images.join("busybox-oci.tar");
     reg.push(
@@ -317,7 +522,7 @@ fn image_id(ls: &str, name: &str) -> String {
 
 #[test]
 fn pull_through_mirror_with_basic_auth() {
-    let Some(mut s) = setup(None) else {
+    let Some(mut s) = setup(None, None) else {
         return;
     };
     let data = s.tmp.path().join("data");
@@ -459,7 +664,7 @@ fn pull_through_mirror_with_basic_auth() {
 
 #[test]
 fn concurrent_pulls_share_one_download() {
-    let Some(s) = setup(None) else {
+    let Some(s) = setup(None, None) else {
         return;
     };
     let yaml = registries_yaml(&s.reg, PASSWORD);
@@ -496,7 +701,7 @@ fn concurrent_pulls_share_one_download() {
 #[test]
 fn pull_over_https_with_ca_file() {
     let tls = Tls::new();
-    let Some(s) = setup(Some(&tls)) else {
+    let Some(s) = setup(Some(&tls), None) else {
         return;
     };
     let ca = s.tmp.path().join("ca.pem");
@@ -540,4 +745,42 @@ fn pull_over_https_with_ca_file() {
         "    tls:\n      insecure_skip_verify: true\n",
     ));
     assert!(out.contains(&format!("pulled {tagged} ")), "{out}");
+}
+
+#[test]
+fn pull_with_bearer_token_auth() {
+    let tokens = TokenServer::start();
+    let Some(s) = setup(None, Some(&tokens)) else {
+        return;
+    };
+    let pushed = tokens.issued.load(Ordering::SeqCst);
+    assert!(pushed > 0, "skopeo's push went through the token server");
+    let data = s.tmp.path().join("data");
+    let tagged = format!("{MIRRORED}:1");
+    let pull = |name: &str, password: &str| {
+        let file = s.tmp.path().join(name);
+        std::fs::write(&file, registries_yaml(&s.reg, password)).expect("write");
+        kone_images(
+            &data,
+            &[
+                "pull",
+                "--private-registry",
+                file.to_str().expect("utf-8"),
+                "--disable-default-registry-endpoint",
+                &tagged,
+            ],
+        )
+    };
+    let out = ok(&pull("good.yaml", PASSWORD));
+    assert!(out.contains(&format!("pulled {tagged} ")), "{out}");
+    assert!(
+        tokens.issued.load(Ordering::SeqCst) > pushed,
+        "kone fetched a token"
+    );
+    let before = listing(&data);
+    let issued = tokens.issued.load(Ordering::SeqCst);
+    let err = fails(&pull("bad.yaml", "wrong"));
+    assert!(err.contains("unauthorized (401)"), "{err}");
+    assert_eq!(tokens.issued.load(Ordering::SeqCst), issued);
+    assert_eq!(listing(&data), before);
 }
