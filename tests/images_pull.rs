@@ -343,10 +343,11 @@ impl Registry {
         format!("{scheme}://{}", self.host())
     }
 
-    /// `skopeo copy SRC docker://127.0.0.1:PORT/DEST`.
-    fn push(&self, src: &str, dest: &str) {
+    /// `skopeo copy [EXTRA] SRC docker://127.0.0.1:PORT/DEST`.
+    fn push(&self, extra: &[&str], src: &str, dest: &str) {
         let out = Command::new("skopeo")
             .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+            .args(extra)
             .arg(format!("--dest-creds={USER}:{PASSWORD}"))
             .arg(src)
             .arg(format!("docker://{}/{dest}", self.host()))
@@ -479,8 +480,9 @@ struct Setup {
 }
 
 /// A registry holding the test image as library/busybox:1 (docker
-/// manifest) and library/busybox:oci (OCI manifest). None when the image
-/// cannot be built here.
+/// manifest, gzip layer), library/busybox:oci (OCI manifest) and
+/// library/zbox:1 (OCI, zstd layer). None when the image cannot be built
+/// here.
 fn setup(tls: Option<&Tls>, token: Option<&TokenServer>) -> Option<Setup> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let images = tmp.path().join("images");
@@ -490,11 +492,20 @@ fn setup(tls: Option<&Tls>, token: Option<&TokenServer>) -> Option<Setup> {
     let reg = Registry::start(&tmp.path().join("registry"), tls, token);
     let docker = images.join("busybox-docker.tar");
     let oci = images.join("busybox-oci.tar");
+    // First, while the registry has no gzip copy of the layer for skopeo
+    // to reuse instead.
     reg.push(
+        &["--dest-compress", "--dest-compress-format=zstd"],
+        &format!("oci-archive:{}", oci.display()),
+        "library/zbox:1",
+    );
+    reg.push(
+        &[],
         &format!("docker-archive:{}", docker.display()),
         "library/busybox:1",
     );
     reg.push(
+        &[],
         &format!("oci-archive:{}", oci.display()),
         "library/busybox:oci",
     );
@@ -590,6 +601,17 @@ fn pull_through_mirror_with_basic_auth() {
         .status()
         .expect("run")
         .success());
+
+    // A zstd layer: same image id, same snapshot.
+    let zstd = "registry.example.test/mirrored/zbox:1";
+    ok(&pull(&data, &good, zstd));
+    let z = inspect(&data, zstd);
+    assert_eq!(
+        z["layers"][0]["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(z["config_digest"], imported["config_digest"]);
+    assert_eq!(z["snapshots"], imported["snapshots"]);
 
     // By digest.
     let digest = pulled["digest"].as_str().expect("digest").to_string();
