@@ -71,6 +71,13 @@ pub enum ImagesCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Pull an image from a registry (mirrors and auth from registries.yaml).
+    Pull {
+        /// Image reference: name[:tag] or name@sha256:digest.
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Show an image's record and config as JSON.
     Inspect { name: String },
     /// Remove image names (blobs and snapshots stay until gc).
@@ -81,6 +88,28 @@ pub enum ImagesCommand {
     },
     /// Remove blobs and snapshots no image uses.
     Gc,
+}
+
+/// Where images come from: k3s's registry flags.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Registry mirrors, auth and TLS, in the k3s registries.yaml format
+    /// (default /etc/kone/registries.yaml, used when it exists).
+    #[arg(long, env = "KONE_PRIVATE_REGISTRY")]
+    pub private_registry: Option<PathBuf>,
+    /// Pull from the mirrors only, never falling back to a mirrored
+    /// registry's own endpoint.
+    #[arg(long, env = "KONE_DISABLE_DEFAULT_REGISTRY_ENDPOINT")]
+    pub disable_default_registry_endpoint: bool,
+}
+
+impl RegistryArgs {
+    pub fn load(&self) -> anyhow::Result<crate::runtime::images::RegistryConfig> {
+        Ok(
+            crate::runtime::images::RegistryConfig::load(self.private_registry.as_deref())?
+                .with_default_endpoint(!self.disable_default_registry_endpoint),
+        )
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -268,6 +297,8 @@ pub struct ServerArgs {
     /// Run the control plane only, without a node.
     #[arg(long, env = "KONE_DISABLE_AGENT")]
     pub disable_agent: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// YAML config file whose keys are these flags' names.
     #[arg(long, env = "KONE_CONFIG", default_value = "/etc/kone/config.yaml")]
     pub config: PathBuf,
@@ -422,7 +453,7 @@ mod tests {
     fn flags_beat_file_and_file_fills_the_rest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("config.yaml");
-        std::fs::write(&cfg, "https-listen-port: 7443\ndata-dir: /tmp/from-file\ntls-san:\n  - a.example\n  - 10.0.0.9\ndisable-agent: true\n")
+        std::fs::write(&cfg, "https-listen-port: 7443\ndata-dir: /tmp/from-file\ntls-san:\n  - a.example\n  - 10.0.0.9\ndisable-agent: true\nprivate-registry: /tmp/reg.yaml\n")
             .expect("write");
         let argv: Vec<OsString> = [
             "kone",
@@ -440,6 +471,11 @@ mod tests {
         assert_eq!(a.https_listen_port, 7443);
         assert_eq!(a.tls_san, vec!["a.example", "10.0.0.9"]);
         assert!(a.disable_agent);
+        assert_eq!(
+            a.registry.private_registry,
+            Some(PathBuf::from("/tmp/reg.yaml"))
+        );
+        assert!(!a.registry.disable_default_registry_endpoint);
     }
 
     #[test]

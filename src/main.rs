@@ -41,8 +41,13 @@ fn main() -> ExitCode {
 
 fn init_logging(debug: bool) {
     let default = if debug { "kone=debug,info" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KONE_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("KONE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // rustls-platform-verifier logs each certificate it rejects at ERROR;
+    // the same failure comes back to kone as an error and is reported once.
+    if let Ok(quiet) = "rustls_platform_verifier=off".parse() {
+        filter = filter.add_directive(quiet);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

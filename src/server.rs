@@ -21,6 +21,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server_dir = args.data_dir.join("server");
     let node_ports = args.node_port_range()?;
     let kubeconfig_mode = args.kubeconfig_mode()?;
+    // Read at start so a bad registries.yaml stops the server, as in k3s;
+    // the node agent will pull images with it (runtime::images::Puller).
+    let registries = args.registry.load()?;
+    let (mirrored, configured) = registries.summary();
+    tracing::info!(mirrored, configured, "registry configuration");
     let token_users = match &args.token_auth_file {
         Some(p) => identity::load_token_auth_file(p)?,
         None => Default::default(),

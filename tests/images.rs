@@ -4,76 +4,12 @@
 //! Needs busybox-static (scripts/build-test-image.sh installs it with apt-get
 //! when missing); skipped with a message only when it cannot be had.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn kone(data: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kone"));
-    cmd.arg("images");
-    cmd.args(args);
-    cmd.arg("--data-dir").arg(data);
-    cmd.env("KONE_LOG", "warn");
-    cmd.output().expect("run kone")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "kone failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Every path under a folder with its size (files) or kind, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(base).unwrap_or(&p).display().to_string();
-            let Ok(m) = std::fs::symlink_metadata(&p) else {
-                continue;
-            };
-            if m.is_dir() {
-                out.push(format!("{rel}/"));
-                walk(base, &p, out);
-            } else {
-                out.push(format!("{rel} {}", m.len()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
-fn build_image(out: &Path) -> bool {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/build-test-image.sh");
-    let res = Command::new("bash")
-        .arg(&script)
-        .arg(out)
-        .output()
-        .expect("run build-test-image.sh");
-    if res.status.code() == Some(3) {
-        eprintln!(
-            "SKIPPED: busybox-static cannot be installed: {}",
-            String::from_utf8_lossy(&res.stderr)
-        );
-        return false;
-    }
-    assert!(
-        res.status.success(),
-        "build-test-image.sh failed: {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    true
-}
+use common::images::{build_image, kone_images as kone, listing, ok};
 
 /// Flip one byte in the middle of the first entry of `archive` whose name
 /// matches `pred` and is larger than 1 KiB.

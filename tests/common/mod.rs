@@ -2,6 +2,8 @@
 //! and the real kubectl pointed at it.
 #![allow(dead_code)]
 
+pub mod images;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,10 +1,12 @@
-//! `kone images …`: import, ls, inspect, rm, gc.
+//! `kone images …`: import, pull, ls, inspect, rm, gc.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use crate::config::{ImagesArgs, ImagesCommand};
+use crate::config::{ImagesArgs, ImagesCommand, RegistryArgs};
 
 use super::import::{import_archive, ImportEvent};
+use super::pull::{PullEvent, Puller};
 use super::store::Store;
 
 /// Run a `kone images` subcommand. User errors print one line,
@@ -67,6 +69,10 @@ pub fn run(args: ImagesArgs) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        ImagesCommand::Pull {
+            reference,
+            registry,
+        } => pull(store, &reference, &registry),
         ImagesCommand::Ls { quiet } => match store.list() {
             Ok(records) => {
                 if quiet {
@@ -75,18 +81,19 @@ pub fn run(args: ImagesArgs) -> ExitCode {
                     }
                     return ExitCode::SUCCESS;
                 }
-                let rows: Vec<[String; 4]> = records
+                let rows: Vec<Vec<String>> = records
                     .iter()
                     .map(|r| {
-                        [
+                        vec![
                             r.name.clone(),
                             r.digest.short().to_string(),
+                            r.config_digest.short().to_string(),
                             human_size(r.size),
                             created(r.created.as_deref().unwrap_or(&r.imported)),
                         ]
                     })
                     .collect();
-                print_table(&["NAME", "DIGEST", "SIZE", "CREATED"], &rows);
+                print_table(&["NAME", "DIGEST", "IMAGE ID", "SIZE", "CREATED"], &rows);
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&format!("{e:#}")),
@@ -152,6 +159,104 @@ pub fn run(args: ImagesArgs) -> ExitCode {
     }
 }
 
+/// `kone images pull`: one line per layer as it is fetched and unpacked; on
+/// a terminal, a line that refreshes with the bytes received.
+fn pull(store: Store, reference: &str, registry: &RegistryArgs) -> ExitCode {
+    let registries = match registry.load() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("{e:#}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("starting the runtime: {e}")),
+    };
+    let tty = std::io::stdout().is_terminal();
+    // A refreshing progress line is open (to end before other output).
+    let open_line = std::cell::Cell::new(false);
+    let end_line = || {
+        if open_line.replace(false) {
+            println!();
+        }
+    };
+    let show = |ev: &PullEvent| match ev {
+        PullEvent::Resolved {
+            endpoint,
+            digest,
+            layers,
+            bytes,
+        } => println!(
+            "pulling {reference} from {endpoint}: manifest {}, {layers} layer(s), {}",
+            digest.short(),
+            human_size(*bytes)
+        ),
+        PullEvent::Fetching {
+            digest,
+            bytes,
+            total,
+        } => {
+            if tty {
+                open_line.set(true);
+                print!(
+                    "\r\x1b[K  layer {} {} / {}",
+                    digest.short(),
+                    human_size(*bytes),
+                    human_size(*total)
+                );
+                let _ = std::io::stdout().flush();
+            }
+        }
+        PullEvent::Fetched {
+            digest,
+            bytes,
+            existed,
+        } => {
+            if open_line.replace(false) {
+                print!("\r\x1b[K");
+            }
+            println!(
+                "  layer {} {} {}",
+                digest.short(),
+                human_size(*bytes),
+                if *existed {
+                    "(already present)"
+                } else {
+                    "fetched"
+                }
+            )
+        }
+        PullEvent::Unpack(ImportEvent::Unpacked {
+            chain_id, reused, ..
+        }) => println!(
+            "  snapshot {} {}",
+            chain_id.short(),
+            if *reused {
+                "(already unpacked)"
+            } else {
+                "unpacked"
+            }
+        ),
+        PullEvent::Unpack(ImportEvent::Layer { .. }) => {}
+    };
+    let puller = Puller::new(store, registries);
+    let res = runtime.block_on(puller.pull_with_progress(reference, None, show));
+    end_line();
+    match res {
+        Ok(rec) => {
+            println!(
+                "pulled {} {} (image id {})",
+                rec.name,
+                rec.digest.short(),
+                rec.config_digest.short()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
 fn fail(msg: &str) -> ExitCode {
     eprintln!("kone images: {}", one_line(msg));
     ExitCode::FAILURE
@@ -169,14 +274,14 @@ fn one_line(msg: &str) -> String {
     s
 }
 
-fn print_table(header: &[&str; 4], rows: &[[String; 4]]) {
-    let mut widths = header.map(str::len);
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.len());
         }
     }
-    let line = |cells: [&str; 4]| {
+    let line = |cells: &[&str]| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
@@ -187,9 +292,9 @@ fn print_table(header: &[&str; 4], rows: &[[String; 4]]) {
         }
         println!("{}", s.trim_end());
     };
-    line(*header);
+    line(header);
     for r in rows {
-        line([&r[0], &r[1], &r[2], &r[3]]);
+        line(&r.iter().map(String::as_str).collect::<Vec<_>>());
     }
 }
 

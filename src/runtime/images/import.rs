@@ -4,9 +4,9 @@
 //! The archive is read as a stream, in passes: the first keeps the small
 //! metadata files (index.json, manifest.json, JSON blobs) in memory, the last
 //! streams the layers into a staging folder, hashing each against its digest.
-//! Layers are then unpacked (checking diff_ids) into staged snapshots. Only
-//! when everything checked out are blobs and snapshots renamed into the store
-//! and, last, the image records written: a bad archive leaves nothing behind.
+//! Layers are then unpacked (checking diff_ids) into staged snapshots and
+//! installed by [`Staging::install`], the path pulls share: a bad archive
+//! leaves nothing behind.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
@@ -14,13 +14,14 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::{Deserialize, Serialize};
 
 use super::digest::{Digest, HashingReader, HashingWriter};
 use super::reference::normalize;
-use super::store::{sync_dir, write_atomic, ImageRecord, LayerRecord, Store};
-use super::unpack::{unpack_layer, Compression};
+use super::staging::Staging;
+use super::store::{write_atomic, ImageRecord, LayerRecord, Store};
+use super::unpack::Compression;
 
 /// Metadata files kept in memory while scanning: at most this each...
 const SMALL_ENTRY: u64 = 1 << 20;
@@ -29,7 +30,7 @@ const SMALL_TOTAL: u64 = 64 << 20;
 /// Largest JSON blob read on demand.
 const MAX_JSON: u64 = 16 << 20;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(super) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const ANN_CONTAINERD_NAME: &str = "io.containerd.image.name";
 const ANN_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -70,7 +71,7 @@ pub fn import_archive(
     path: &Path,
     progress: &mut dyn FnMut(&ImportEvent),
 ) -> anyhow::Result<Vec<Imported>> {
-    let _lock = store.lock()?;
+    let lock = store.lock()?;
     let mut archive = Archive::scan(path)?;
     let images = resolve(&mut archive)?;
     if images.is_empty() {
@@ -80,7 +81,7 @@ pub fn import_archive(
             host_arch()
         );
     }
-    let staging = Staging::new(store)?;
+    let staging = Staging::new(store, "import")?;
     let mut layer_digests = read_layers(store, &staging, &archive, &images, progress)?;
 
     // Manifests (synthesised for docker archives) and configs, then records.
@@ -125,64 +126,12 @@ pub fn import_archive(
         });
     }
     layer_digests.clear();
-
-    // Unpack into staged snapshots.
-    let mut staged_snaps: HashSet<Digest> = HashSet::new();
-    for rec in &records {
-        let chains = rec.chain_ids();
-        for (i, layer) in rec.layers.iter().enumerate() {
-            let chain = &chains[i];
-            let reused = store.has_snapshot(chain) || staged_snaps.contains(chain);
-            if !reused {
-                let snap = staging.dir.join("snapshots").join(chain.hex());
-                fs::create_dir_all(&snap)?;
-                let blob = staging.blob_or_store(store, &layer.digest);
-                let bytes = unpack_layer(&blob, &layer.diff_id, &snap.join("fs"))
-                    .with_context(|| format!("unpacking layer {}", layer.digest))?;
-                let info = serde_json::json!({
-                    "chain_id": chain,
-                    "parent": i.checked_sub(1).map(|p| chains[p].clone()),
-                    "diff_id": layer.diff_id,
-                    "size": bytes,
-                });
-                fs::write(snap.join("info.json"), serde_json::to_vec_pretty(&info)?)?;
-                tracing::info!(chain_id = %chain, diff_id = %layer.diff_id, bytes, "unpacked layer");
-                staged_snaps.insert(chain.clone());
-            }
-            progress(&ImportEvent::Unpacked {
-                chain_id: chain.clone(),
-                diff_id: layer.diff_id.clone(),
-                reused,
-            });
-        }
-    }
-
-    // Commit: blobs, snapshots, then the records.
-    staging.commit(store)?;
-    let mut out = Vec::new();
-    for (img, rec) in images.iter().zip(records) {
-        let names = if img.names.is_empty() {
-            vec![rec.digest.to_string()]
-        } else {
-            img.names.clone()
-        };
-        for name in names {
-            let old = store.get(&name)?;
-            let rec = ImageRecord {
-                name: name.clone(),
-                ..rec.clone()
-            };
-            store.put_record(&rec)?;
-            let replaced = old.map(|o| o.digest).filter(|d| d != &rec.digest);
-            tracing::info!(image = %name, digest = %rec.digest, "imported image");
-            out.push(Imported {
-                name,
-                digest: rec.digest.clone(),
-                replaced,
-            });
-        }
-    }
-    Ok(out)
+    let named = images
+        .iter()
+        .zip(records)
+        .map(|(img, rec)| (rec, img.names.clone()))
+        .collect();
+    staging.install(store, &lock, named, progress)
 }
 
 /// Import every image tarball in `dir` (the k3s airgap folder,
@@ -274,6 +223,17 @@ pub fn host_arch() -> &'static str {
         "s390x" => "s390x",
         other => other,
     }
+}
+
+/// The entry of an index (or docker manifest list) for linux on this host's
+/// architecture.
+pub(super) fn pick_platform(index: &ImageIndex) -> Option<&Descriptor> {
+    let arch = host_arch();
+    index.manifests().iter().find(|d| {
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| p.os().to_string() == "linux" && p.architecture().to_string() == arch)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -447,7 +407,7 @@ struct ResolvedImage {
     layers: Vec<LayerSource>,
 }
 
-fn parse_digest(s: &str) -> anyhow::Result<Digest> {
+pub(super) fn parse_digest(s: &str) -> anyhow::Result<Digest> {
     Digest::parse(s).map_err(|e| anyhow!(e))
 }
 
@@ -512,13 +472,7 @@ fn resolve_descriptor(
     if value.get("manifests").is_some() {
         let index: ImageIndex =
             serde_json::from_slice(&bytes).with_context(|| format!("parsing index {digest}"))?;
-        let arch = host_arch();
-        let pick = index.manifests().iter().find(|d| {
-            d.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == "linux" && p.architecture().to_string() == arch
-            })
-        });
-        let Some(d) = pick else {
+        let Some(d) = pick_platform(&index) else {
             return Ok(None);
         };
         let child = parse_digest(d.digest().as_ref())?;
@@ -565,7 +519,10 @@ fn resolve_descriptor(
     }))
 }
 
-fn parse_config(bytes: &[u8], digest: &Digest) -> anyhow::Result<(Vec<Digest>, Option<String>)> {
+pub(super) fn parse_config(
+    bytes: &[u8],
+    digest: &Digest,
+) -> anyhow::Result<(Vec<Digest>, Option<String>)> {
     let config: ImageConfiguration =
         serde_json::from_slice(bytes).with_context(|| format!("parsing config {digest}"))?;
     let diff_ids = config
@@ -705,8 +662,7 @@ fn read_layers(
         if done.contains_key(&key) {
             continue;
         }
-        let (digest, size, comp, existed) = staging
-            .copy_blob(store, &mut entry, src, diff_id)
+        let (digest, size, comp, existed) = copy_blob(staging, store, &mut entry, src, diff_id)
             .with_context(|| format!("layer {key}"))?;
         tracing::info!(layer = %digest, bytes = size, existed, "layer");
         progress(&ImportEvent::Layer {
@@ -727,149 +683,62 @@ fn read_layers(
     Ok(out)
 }
 
-/// A staging folder under `content/tmp/`, removed on drop.
-struct Staging {
-    dir: PathBuf,
-}
-
-impl Staging {
-    fn new(store: &Store) -> anyhow::Result<Staging> {
-        let dir = store.tmp_dir().join(format!(
-            "import-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        fs::create_dir_all(dir.join("blobs"))?;
-        fs::create_dir_all(dir.join("snapshots"))?;
-        Ok(Staging { dir })
-    }
-
-    fn staged_blob(&self, d: &Digest) -> PathBuf {
-        self.dir.join("blobs").join(d.hex())
-    }
-
-    fn blob_or_store(&self, store: &Store, d: &Digest) -> PathBuf {
-        let p = self.staged_blob(d);
-        if p.exists() {
-            p
-        } else {
-            store.blob_path(d)
+/// Stream one blob from the archive into staging, checking it. Returns its
+/// digest, size, compression and whether the store had it already (then it
+/// is still read and checked, but not kept).
+fn copy_blob(
+    staging: &Staging,
+    store: &Store,
+    reader: &mut dyn Read,
+    src: &LayerSource,
+    diff_id: &Digest,
+) -> anyhow::Result<(Digest, u64, Compression, bool)> {
+    let tmp = staging.partial_path();
+    let mut magic = [0u8; 4];
+    let known = src.digest.as_ref().is_some_and(|d| store.has_blob(d));
+    let (digest, size) = if known {
+        let mut r = HashingReader::new(reader);
+        read_up_to(&mut r, &mut magic)?;
+        r.finish()?
+    } else {
+        let file = File::create(&tmp)?;
+        let mut w = HashingWriter::new(io::BufWriter::new(file));
+        let mut r = BufReader::new(reader);
+        let n = read_up_to(&mut r, &mut magic)?;
+        w.write_all(&magic[..n])?;
+        io::copy(&mut r, &mut w)?;
+        let (buf, d, size) = w.finish();
+        let file = buf.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        (d, size)
+    };
+    let comp = Compression::sniff(&magic);
+    let check = (|| {
+        if let Some(s) = src.size {
+            if s != size {
+                bail!("blob is {size} bytes, its descriptor says {s} (truncated?)");
+            }
         }
-    }
-
-    /// Stage an in-memory blob (already checked) unless the store has it.
-    fn put_blob(&self, store: &Store, d: &Digest, bytes: &[u8]) -> anyhow::Result<()> {
-        if store.has_blob(d) || self.staged_blob(d).exists() {
-            return Ok(());
+        if let Some(want) = &src.digest {
+            if want != &digest {
+                bail!("blob {want} does not match its digest (got {digest})");
+            }
         }
-        let mut f = File::create(self.staged_blob(d))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        if src.digest.is_none() && comp == Compression::None && &digest != diff_id {
+            // Docker archive, uncompressed layer: its digest is the diff_id.
+            bail!("layer does not match its diff_id {diff_id} (got {digest})");
+        }
         Ok(())
+    })();
+    if let Err(e) = check {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-
-    /// Stream one blob from the archive, checking it. Returns its digest,
-    /// size, compression and whether the store had it already (then it is
-    /// still read and checked, but not kept).
-    fn copy_blob(
-        &self,
-        store: &Store,
-        reader: &mut dyn Read,
-        src: &LayerSource,
-        diff_id: &Digest,
-    ) -> anyhow::Result<(Digest, u64, Compression, bool)> {
-        let tmp = self
-            .dir
-            .join("blobs")
-            .join(format!("partial-{:08x}", rand::random::<u32>()));
-        let mut magic = [0u8; 4];
-        let known = src.digest.as_ref().is_some_and(|d| store.has_blob(d));
-        let (digest, size) = if known {
-            let mut r = HashingReader::new(reader);
-            read_up_to(&mut r, &mut magic)?;
-            r.finish()?
-        } else {
-            let file = File::create(&tmp)?;
-            let mut w = HashingWriter::new(io::BufWriter::new(file));
-            let mut r = BufReader::new(reader);
-            let n = read_up_to(&mut r, &mut magic)?;
-            w.write_all(&magic[..n])?;
-            io::copy(&mut r, &mut w)?;
-            let (buf, d, size) = w.finish();
-            let file = buf.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            (d, size)
-        };
-        let comp = Compression::sniff(&magic);
-        let check = (|| {
-            if let Some(s) = src.size {
-                if s != size {
-                    bail!("blob is {size} bytes, its descriptor says {s} (truncated?)");
-                }
-            }
-            if let Some(want) = &src.digest {
-                if want != &digest {
-                    bail!("blob {want} does not match its digest (got {digest})");
-                }
-            }
-            if src.digest.is_none() && comp == Compression::None && &digest != diff_id {
-                // Docker archive, uncompressed layer: its digest is the diff_id.
-                bail!("layer does not match its diff_id {diff_id} (got {digest})");
-            }
-            Ok(())
-        })();
-        if let Err(e) = check {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        let existed = known || store.has_blob(&digest);
-        if known {
-            return Ok((digest, size, comp, true));
-        }
-        if existed || self.staged_blob(&digest).exists() {
-            fs::remove_file(&tmp)?;
-        } else {
-            fs::rename(&tmp, self.staged_blob(&digest))?;
-        }
-        Ok((digest, size, comp, existed))
+    if known {
+        return Ok((digest, size, comp, true));
     }
-
-    /// Move staged blobs and snapshots into the store.
-    fn commit(&self, store: &Store) -> anyhow::Result<()> {
-        for entry in fs::read_dir(self.dir.join("blobs"))? {
-            let entry = entry?;
-            let Some(d) = Digest::from_hex(&entry.file_name().to_string_lossy()) else {
-                continue;
-            };
-            if !store.has_blob(&d) {
-                fs::rename(entry.path(), store.blob_path(&d))
-                    .with_context(|| format!("storing blob {d}"))?;
-            }
-        }
-        sync_dir(&store.blobs_dir())?;
-        for entry in fs::read_dir(self.dir.join("snapshots"))? {
-            let entry = entry?;
-            let Some(c) = Digest::from_hex(&entry.file_name().to_string_lossy()) else {
-                continue;
-            };
-            if !store.snapshot_path(&c).exists() {
-                fs::rename(entry.path(), store.snapshot_path(&c))
-                    .with_context(|| format!("storing snapshot {c}"))?;
-            }
-        }
-        sync_dir(&store.snapshots_dir())?;
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove staging folder");
-            }
-        }
-    }
+    let existed = staging.keep_partial(store, &tmp, &digest)?;
+    Ok((digest, size, comp, existed))
 }
 
 fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -1,6 +1,7 @@
 //! Images: a content-addressed store under `<data-dir>/agent/`, importing
-//! docker-save and OCI image-layout archives, and unpacking layers into
-//! snapshots that overlayfs can stack.
+//! docker-save and OCI image-layout archives or pulling from registries, and
+//! unpacking layers into snapshots that overlayfs can stack. Imports and
+//! pulls share one installation path ([`staging::Staging`]).
 //!
 //! On-disk layout (all under `<data-dir>/agent/`):
 //!
@@ -8,7 +9,7 @@
 //! images/                          airgap tarballs to auto-import (k3s folder; never written)
 //! content/blobs/sha256/<hex>       blobs: manifests, configs, layers (as compressed in the archive)
 //! content/images/<escaped>.json    one image record per name (written atomically, last)
-//! content/tmp/                     staging of imports in progress; removed on failure
+//! content/tmp/                     staging of imports and pulls in progress; removed on failure
 //! content/airgap.json              airgap tarballs already imported (size, mtime, digests)
 //! content/lock                     flock: imports, removals and GC are serialised
 //! snapshots/<chainid-hex>/fs       one unpacked layer (only that layer's content)
@@ -23,11 +24,16 @@
 pub mod cli;
 pub mod digest;
 pub mod import;
+pub mod pull;
 pub mod reference;
+pub mod registries;
+pub mod staging;
 pub mod store;
 pub mod unpack;
 
 pub use digest::Digest;
 pub use import::{import_airgap_dir, import_archive, ImportEvent, Imported};
+pub use pull::{PullEvent, Puller};
 pub use reference::normalize;
+pub use registries::{Credentials, RegistryConfig};
 pub use store::{GcReport, ImageRecord, LayerRecord, Store};

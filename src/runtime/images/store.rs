@@ -12,6 +12,7 @@ use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
 
 use super::digest::{chain_ids, Digest};
+use super::staging::Staging;
 
 /// One layer of an image record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,9 +317,13 @@ impl Store {
             tracing::info!(snapshot = %name, "gc: removed snapshot");
             report.snapshots += 1;
         }
-        // Leftovers of interrupted imports (we hold the lock: none is running).
+        // Leftovers of interrupted imports and pulls. Imports hold the store
+        // lock, but pulls fetch without it: skip staging a live one owns.
         for entry in fs::read_dir(self.tmp_dir())? {
             let path = entry?.path();
+            if Staging::in_use(&path) {
+                continue;
+            }
             let res = if path.is_dir() && !path.is_symlink() {
                 fs::remove_dir_all(&path)
             } else {
