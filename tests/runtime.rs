@@ -376,7 +376,7 @@ fn containers_outlive_a_killed_caller_and_are_adopted_again() {
     let first = count(&ids[0]);
     std::thread::sleep(Duration::from_millis(700));
     assert!(count(&ids[0]) > first, "the log stopped growing");
-    let mut follow = node
+    let follow = node
         .cmd(&["logs", "-f", &ids[0]])
         .stdout(Stdio::piped())
         .spawn()
