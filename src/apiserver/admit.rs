@@ -5,10 +5,10 @@ use serde_json::Value;
 
 use crate::api::registry::ResourceInfo;
 use crate::apiserver::admission::{defaults, validation};
-use crate::apiserver::{body, custom};
 use crate::apiserver::query::{FieldValidation, Query};
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::typed;
+use crate::apiserver::{body, custom};
 
 /// Decode a body into the object to write, with upstream's field handling.
 /// Returns the object and the warnings for the client.

@@ -33,7 +33,12 @@ fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
 fn texts(v: &Value, pointer: &str) -> Vec<String> {
     v.pointer(pointer)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -52,7 +57,10 @@ impl Used {
             if text(other, "/spec/group") != group || text(other, "/metadata/name") == name {
                 continue;
             }
-            let n = other.pointer("/status/acceptedNames").cloned().unwrap_or_default();
+            let n = other
+                .pointer("/status/acceptedNames")
+                .cloned()
+                .unwrap_or_default();
             used.resources.extend(
                 [text(&n, "/plural"), text(&n, "/singular")]
                     .into_iter()
@@ -70,7 +78,8 @@ impl Used {
         for r in registry::RESOURCES.iter().filter(|r| r.group == group) {
             used.resources.push(r.plural.to_string());
             used.resources.push(r.singular());
-            used.resources.extend(r.short_names.iter().map(|s| s.to_string()));
+            used.resources
+                .extend(r.short_names.iter().map(|s| s.to_string()));
             used.kinds.push(r.kind.to_string());
             used.kinds.push(r.list_kind());
         }
@@ -90,7 +99,10 @@ fn check(requested: &str, accepted: &str, used: &[String]) -> Result<(), String>
 /// The names to accept and, if some could not be, why (reason, message).
 fn accept_names(crd: &Value, used: &Used) -> (Value, Option<(&'static str, String)>) {
     let req = crd.pointer("/spec/names").cloned().unwrap_or_default();
-    let acc = crd.pointer("/status/acceptedNames").cloned().unwrap_or(json!({}));
+    let acc = crd
+        .pointer("/status/acceptedNames")
+        .cloned()
+        .unwrap_or(json!({}));
     let mut names = acc.clone();
     let mut problem: Option<(&'static str, String)> = None;
     let mut take = |field: &str, used: &[String], reason: &'static str| {
@@ -121,7 +133,8 @@ fn accept_names(crd: &Value, used: &Used) -> (Value, Option<(&'static str, Strin
     if let Some(o) = names.as_object_mut() {
         // plural and kind are required fields of the names type.
         o.retain(|k, v| {
-            matches!(k.as_str(), "plural" | "kind") || !(v.is_null() || v == &json!([]) || v == &json!(""))
+            matches!(k.as_str(), "plural" | "kind")
+                || !(v.is_null() || v == &json!([]) || v == &json!(""))
         });
         for k in ["plural", "kind"] {
             o.entry(k).or_insert(json!(""));
@@ -149,8 +162,16 @@ async fn reconcile_names(
     desired["status"]["acceptedNames"] = names;
     let accepted = problem.is_none();
     changed |= match &problem {
-        None => set_condition(&mut desired, "NamesAccepted", true, "NoConflicts", "no conflicts found"),
-        Some((reason, message)) => set_condition(&mut desired, "NamesAccepted", false, reason, message),
+        None => set_condition(
+            &mut desired,
+            "NamesAccepted",
+            true,
+            "NoConflicts",
+            "no conflicts found",
+        ),
+        Some((reason, message)) => {
+            set_condition(&mut desired, "NamesAccepted", false, reason, message)
+        }
     };
     // One server: nothing to wait for between accepting and serving names.
     if accepted {
@@ -299,7 +320,11 @@ async fn reconcile(
     reconcile_names(&value, &api).await
 }
 
-fn error_policy(_crd: Arc<CustomResourceDefinition>, error: &Error, _client: Arc<Client>) -> Action {
+fn error_policy(
+    _crd: Arc<CustomResourceDefinition>,
+    error: &Error,
+    _client: Arc<Client>,
+) -> Action {
     tracing::warn!(%error, "CRD reconcile failed");
     Action::requeue(Duration::from_millis(500))
 }
@@ -330,16 +355,35 @@ mod tests {
 
     #[test]
     fn names_held_elsewhere_are_refused() {
-        let widgets = crd("widgets.example.com", "widgets", "widget", "Widget", &["wd"]);
+        let widgets = crd(
+            "widgets.example.com",
+            "widgets",
+            "widget",
+            "Widget",
+            &["wd"],
+        );
         let mut fresh = crd("wd.example.com", "wd", "wdthing", "Gadget", &[]);
         fresh["status"] = json!({});
-        let used = Used::of_group("example.com", "wd.example.com", &[widgets.clone(), fresh.clone()]);
+        let used = Used::of_group(
+            "example.com",
+            "wd.example.com",
+            &[widgets.clone(), fresh.clone()],
+        );
         let (names, problem) = accept_names(&fresh, &used);
-        assert_eq!(problem, Some(("PluralConflict", "\"wd\" is already in use".into())));
+        assert_eq!(
+            problem,
+            Some(("PluralConflict", "\"wd\" is already in use".into()))
+        );
         assert_eq!(names["plural"], "");
         assert_eq!(names["kind"], "Gadget");
 
-        let mut ok = crd("gadgets.example.com", "gadgets", "gadget", "Gadget", &["gd"]);
+        let mut ok = crd(
+            "gadgets.example.com",
+            "gadgets",
+            "gadget",
+            "Gadget",
+            &["gd"],
+        );
         ok["status"] = json!({});
         let used = Used::of_group("example.com", "gadgets.example.com", &[widgets]);
         let (names, problem) = accept_names(&ok, &used);

@@ -53,10 +53,7 @@ pub struct CustomVersion {
 pub fn condition_true(crd: &Value, ty: &str) -> bool {
     crd.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == ty && c["status"] == "True")
-        })
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == ty && c["status"] == "True"))
 }
 
 /// Set a status condition, keeping its lastTransitionTime when the status
@@ -100,7 +97,12 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -129,7 +131,10 @@ pub fn served_kinds(crd: &Value) -> Vec<ResourceInfo> {
     if !condition_true(crd, "NamesAccepted") && !condition_true(crd, "Established") {
         return Vec::new();
     }
-    let names = crd.pointer("/status/acceptedNames").cloned().unwrap_or_default();
+    let names = crd
+        .pointer("/status/acceptedNames")
+        .cloned()
+        .unwrap_or_default();
     let (plural, kind) = (str_at(&names, "/plural"), str_at(&names, "/kind"));
     let group = str_at(crd, "/spec/group");
     if plural.is_empty() || kind.is_empty() || group.is_empty() {
@@ -162,7 +167,9 @@ pub fn served_kinds(crd: &Value) -> Vec<ResourceInfo> {
         let schema = v
             .pointer("/schema/openAPIV3Schema")
             .and_then(|s| Schema::parse(s).ok());
-        let has_status = v.pointer("/subresources/status").is_some_and(Value::is_object);
+        let has_status = v
+            .pointer("/subresources/status")
+            .is_some_and(Value::is_object);
         let scale = v
             .pointer("/subresources/scale")
             .filter(|s| s.is_object())
@@ -192,7 +199,9 @@ pub fn served_kinds(crd: &Value) -> Vec<ResourceInfo> {
             subresources,
             has_status,
             custom: Some(Arc::new(CustomVersion {
-                crd: crate::apiserver::object::name(crd).unwrap_or("").to_string(),
+                crd: crate::apiserver::object::name(crd)
+                    .unwrap_or("")
+                    .to_string(),
                 singular: singular.clone(),
                 list_kind: list_kind.clone(),
                 storage_version: intern(storage),
@@ -243,7 +252,10 @@ mod tests {
     fn versions_sort_like_upstream() {
         let mut v = vec!["v1alpha1", "foo", "v1", "v2beta1", "v1beta2", "v2", "v10"];
         v.sort_by(|a, b| version_priority(a, b));
-        assert_eq!(v, ["v10", "v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]);
+        assert_eq!(
+            v,
+            ["v10", "v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]
+        );
     }
 
     #[test]
@@ -265,7 +277,10 @@ mod tests {
         let kinds = served_kinds(&crd);
         assert_eq!(kinds.len(), 1);
         let w = &kinds[0];
-        assert_eq!((w.group, w.version, w.plural), ("example.com", "v1", "widgets"));
+        assert_eq!(
+            (w.group, w.version, w.plural),
+            ("example.com", "v1", "widgets")
+        );
         assert_eq!(w.short_names, ["wd"]);
         assert!(w.has_status);
         let custom = w.custom.as_ref().expect("custom");

@@ -26,12 +26,23 @@ fn storage_version(crd: &Value) -> Option<&str> {
 /// them; the storage version recorded in status.storedVersions.
 pub fn default_crd(crd: &mut Value) {
     let kind = text(crd, "/spec/names/kind").to_string();
-    if let Some(names) = crd.pointer_mut("/spec/names").and_then(Value::as_object_mut) {
+    if let Some(names) = crd
+        .pointer_mut("/spec/names")
+        .and_then(Value::as_object_mut)
+    {
         if !kind.is_empty() {
-            if names.get("singular").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if names
+                .get("singular")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 names.insert("singular".into(), json!(kind.to_lowercase()));
             }
-            if names.get("listKind").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if names
+                .get("listKind")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 names.insert("listKind".into(), json!(format!("{kind}List")));
             }
         }
@@ -102,7 +113,12 @@ fn validate_names(names: &Value, errs: &mut Vec<FieldError>) {
     for list in ["shortNames", "categories"] {
         if let Some(items) = names.get(list).and_then(Value::as_array) {
             for (i, s) in items.iter().enumerate() {
-                dns1035(errs, &format!("{}[{i}]", f(list)), s.as_str().unwrap_or(""), "");
+                dns1035(
+                    errs,
+                    &format!("{}[{i}]", f(list)),
+                    s.as_str().unwrap_or(""),
+                    "",
+                );
             }
         }
     }
@@ -189,7 +205,10 @@ fn validate_version(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
     if let Some(scale) = v.pointer("/subresources/scale").filter(|s| s.is_object()) {
         let sp = format!("{path}.subresources.scale");
-        for (key, under) in [("specReplicasPath", ".spec."), ("statusReplicasPath", ".status.")] {
+        for (key, under) in [
+            ("specReplicasPath", ".spec."),
+            ("statusReplicasPath", ".status."),
+        ] {
             let p = text(scale, &format!("/{key}"));
             if p.is_empty() {
                 errs.push(FieldError::required(format!("{sp}.{key}"), ""));
@@ -221,7 +240,11 @@ fn validate_version(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             if ty.is_empty() {
                 errs.push(FieldError::required(format!("{cp}.type"), ""));
             } else if !types.contains(&ty) {
-                errs.push(FieldError::not_supported(format!("{cp}.type"), &json!(ty), &types));
+                errs.push(FieldError::not_supported(
+                    format!("{cp}.type"),
+                    &json!(ty),
+                    &types,
+                ));
             }
             let jp = text(c, "/jsonPath");
             if jp.is_empty() {
@@ -270,7 +293,10 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
             &["Cluster", "Namespaced"],
         ));
     }
-    validate_names(&crd.pointer("/spec/names").cloned().unwrap_or_default(), &mut errs);
+    validate_names(
+        &crd.pointer("/spec/names").cloned().unwrap_or_default(),
+        &mut errs,
+    );
     let versions = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
@@ -313,7 +339,11 @@ pub fn validate_crd_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate_crd(new);
     let (scope, was) = (text(new, "/spec/scope"), text(old, "/spec/scope"));
     if scope != was {
-        errs.push(FieldError::invalid_str("spec.scope", scope, "field is immutable"));
+        errs.push(FieldError::invalid_str(
+            "spec.scope",
+            scope,
+            "field is immutable",
+        ));
     }
     errs
 }
@@ -350,12 +380,18 @@ mod tests {
         let mut c = crd();
         c["metadata"]["name"] = json!("tabs.stable.example.com");
         c["spec"]["versions"][0]["storage"] = json!(false);
-        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["x"] = json!({});
-        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["replicas"]["default"] = json!("one");
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["x"] = json!({});
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["replicas"]["default"] = json!("one");
         default_crd(&mut c);
         let msgs: Vec<String> = validate_crd(&c).iter().map(|e| e.to_string()).collect();
         assert!(msgs.iter().any(|m| m.starts_with("metadata.name: Invalid value: \"tabs.stable.example.com\": must be spec.names.plural")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("must have exactly one version marked as storage version")), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("must have exactly one version marked as storage version")),
+            "{msgs:?}"
+        );
         assert!(msgs.iter().any(|m| m == "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[x].type: Required value: must not be empty for specified object fields"), "{msgs:?}");
         assert!(msgs.iter().any(|m| m.starts_with("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[replicas].default: Invalid value: \"one\"")), "{msgs:?}");
 
@@ -363,7 +399,19 @@ mod tests {
         c["spec"]["versions"][0]["schema"] = json!(null);
         c["spec"]["group"] = json!("nodot");
         let msgs: Vec<String> = validate_crd(&c).iter().map(|e| e.to_string()).collect();
-        assert!(msgs.contains(&"spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required".to_string()), "{msgs:?}");
-        assert!(msgs.contains(&"spec.group: Invalid value: \"nodot\": should be a domain with at least one dot".to_string()), "{msgs:?}");
+        assert!(
+            msgs.contains(
+                &"spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required"
+                    .to_string()
+            ),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(
+                &"spec.group: Invalid value: \"nodot\": should be a domain with at least one dot"
+                    .to_string()
+            ),
+            "{msgs:?}"
+        );
     }
 }

@@ -114,12 +114,25 @@ mod tests {
         let v = version(vec![
             col("Spec", "string", ".spec.cronSpec"),
             col("Replicas", "integer", ".spec.replicas"),
-            col("Ready", "string", r#".status.conditions[?(@.type=="Ready")].status"#),
+            col(
+                "Ready",
+                "string",
+                r#".status.conditions[?(@.type=="Ready")].status"#,
+            ),
             col("Missing", "string", ".spec.nothing"),
         ]);
         let o = json!({"metadata": {"name": "a"}, "spec": {"cronSpec": "* * * * *", "replicas": 2},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        assert_eq!(cells(&v, &o), [json!("a"), json!("* * * * *"), json!(2), json!("True"), Value::Null]);
+        assert_eq!(
+            cells(&v, &o),
+            [
+                json!("a"),
+                json!("* * * * *"),
+                json!(2),
+                json!("True"),
+                Value::Null
+            ]
+        );
         let names: Vec<Value> = definitions(&v).iter().map(|d| d["name"].clone()).collect();
         assert_eq!(names, ["Name", "Spec", "Replicas", "Ready", "Missing"]);
 
@@ -128,6 +141,8 @@ mod tests {
         assert_eq!(defs[1]["name"], "Age");
         assert_eq!(defs[1]["type"], "date");
         let o = json!({"metadata": {"name": "b", "creationTimestamp": "2020-01-01T00:00:00Z"}});
-        assert!(cells(&plain, &o)[1].as_str().is_some_and(|s| s.ends_with('y') || s.ends_with('d')));
+        assert!(cells(&plain, &o)[1]
+            .as_str()
+            .is_some_and(|s| s.ends_with('y') || s.ends_with('d')));
     }
 }

@@ -22,8 +22,8 @@ use crate::apiserver::typed;
 pub fn normalize(custom: &CustomVersion, mut obj: Value) -> Result<(Value, Vec<String>), String> {
     let mut unknown = Vec::new();
     if let Some(meta) = obj.get("metadata").cloned() {
-        let typed_meta: ObjectMeta = serde_json::from_value(meta.clone())
-            .map_err(|e| format!("metadata: {e}"))?;
+        let typed_meta: ObjectMeta =
+            serde_json::from_value(meta.clone()).map_err(|e| format!("metadata: {e}"))?;
         let typed_meta = serde_json::to_value(typed_meta).map_err(|e| e.to_string())?;
         unknown.extend(
             typed::unknown_fields(&meta, &typed_meta)

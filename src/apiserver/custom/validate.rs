@@ -55,7 +55,11 @@ fn number(f: f64) -> String {
 
 fn node(v: &Value, s: &Schema, path: &str, resource: bool, out: &mut Vec<FieldError>) {
     let invalid = |out: &mut Vec<FieldError>, detail: String| {
-        out.push(FieldError::invalid(path, v, &format!("{path} in body {detail}")));
+        out.push(FieldError::invalid(
+            path,
+            v,
+            &format!("{path} in body {detail}"),
+        ));
     };
     if v.is_null() {
         if !s.nullable {
@@ -321,7 +325,10 @@ mod tests {
     }
 
     fn messages(obj: Value) -> Vec<String> {
-        validate(&obj, &schema()).iter().map(|e| e.to_string()).collect()
+        validate(&obj, &schema())
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     #[test]
@@ -336,7 +343,9 @@ mod tests {
     fn errors_read_like_upstream() {
         assert_eq!(
             messages(json!({"spec": {"cronSpec": "* * * * *", "replicas": "three"}})),
-            [r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#]
+            [
+                r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#
+            ]
         );
         let all = messages(json!({"spec": {"replicas": 20, "image": "x", "mode": "c",
             "tags": ["a", "b", "c"], "port": true, "cronSpec": "bad"}}));

@@ -89,7 +89,12 @@ pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
     }
 
     let key = info.key(namespace.as_deref(), &name);
-    match req.state.store.create(&key, custom::to_stored(info, &obj)).await {
+    match req
+        .state
+        .store
+        .create(&key, custom::to_stored(info, &obj))
+        .await
+    {
         Ok(rev) => {
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
             with_warnings(render_one(&req, StatusCode::CREATED, &obj)?, &warnings)

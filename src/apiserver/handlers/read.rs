@@ -10,11 +10,11 @@ use crate::api::fields::FieldSelector;
 use crate::api::labels::LabelSelector;
 use crate::api::registry::ResourceInfo;
 use crate::apiserver::negotiate::{self, Output};
-use crate::apiserver::{custom, object};
-use crate::datastore::KeyValue;
 use crate::apiserver::query::Query;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::table::{self, Include};
+use crate::apiserver::{custom, object};
+use crate::datastore::KeyValue;
 
 /// The label and field selectors of a list or watch.
 pub struct Filter {

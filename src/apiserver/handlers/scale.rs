@@ -158,7 +158,11 @@ async fn apply_scale(
         }
     };
     let mut new = old.clone();
-    set_at(&mut new, &Paths::of(info).spec_replicas, Value::Number(replicas));
+    set_at(
+        &mut new,
+        &Paths::of(info).spec_replicas,
+        Value::Number(replicas),
+    );
     let written = write(req, old, new, rev, Mode::Main).await?;
     Ok(json(StatusCode::OK, &scale_of(info, &written)))
 }

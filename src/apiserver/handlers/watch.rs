@@ -15,9 +15,9 @@ use super::read::{list_objects, Filter};
 use super::Request;
 use crate::api::registry::ResourceInfo;
 use crate::apiserver::negotiate::{self, Output};
-use crate::apiserver::{custom, object};
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::table::{self, Include};
+use crate::apiserver::{custom, object};
 use crate::datastore::{Event, EventKind, StoreError};
 
 /// Watches without timeoutSeconds end after this long, like upstream's
