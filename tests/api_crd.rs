@@ -460,6 +460,18 @@ fn crontab_with_kubectl_133() {
     s.ok(&["delete", "ct", "warned"]);
     assert!(!s.kubectl(&["get", "ct", "warned"]).status.success());
 
+    // A deleted namespace takes its custom objects with it.
+    s.ok(&["create", "namespace", "scratch"]);
+    assert_ok(
+        &s.kubectl_stdin(None, &["apply", "-n", "scratch", "-f", "-"], CRONTAB),
+        "CR in scratch",
+    );
+    s.ok(&["delete", "namespace", "scratch", "--timeout=20s"]);
+    assert_eq!(
+        s.ok(&["get", "ct", "-n", "scratch", "-o", "name"]).trim(),
+        ""
+    );
+
     // Deleting the definition removes its objects, then the resource.
     s.ok(&[
         "delete",
@@ -625,6 +637,56 @@ fn cluster_scoped_versions_conflicts_and_restart_with_kubectl_127() {
     let out = s.kubectl_v(v127, &["get", "widgets", "w1", "-o", "name"]);
     assert_ok(&out, "get after restart");
     assert_eq!(stdout(&out).trim(), "widget.example.com/w1");
+
+    // An object with a finalizer holds its deleted CRD in Terminating,
+    // where new objects are refused; releasing it lets both go.
+    s.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    s.ok(&["delete", "crd", "widgets.example.com", "--wait=false"]);
+    wait_until("w1 marked for deletion", Duration::from_secs(10), || {
+        json_of(&s, &["get", "widget", "w1"])["metadata"]["deletionTimestamp"].is_string()
+    });
+    let crd = json_of(&s, &["get", "crd", "widgets.example.com"]);
+    let terminating = condition(&crd, "Terminating");
+    assert_eq!(terminating["status"], "True", "{crd}");
+    assert_eq!(terminating["reason"], "InstanceDeletionInProgress");
+    assert_eq!(
+        crd["metadata"]["finalizers"][0],
+        "customresourcecleanup.apiextensions.k8s.io"
+    );
+    let out = s.kubectl_stdin(
+        v127,
+        &["create", "-f", "-"],
+        &widget.replace("w1", "w3").replace("v1beta1", "v1"),
+    );
+    assert!(
+        stderr(&out).contains("create not allowed while custom resource definition is terminating"),
+        "{}",
+        stderr(&out)
+    );
+    s.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    wait_until("CRD removed", Duration::from_secs(10), || {
+        !s.kubectl(&["get", "crd", "widgets.example.com"])
+            .status
+            .success()
+    });
+    assert!(!s
+        .kubectl(&["get", "--raw", "/apis/example.com/v1/widgets"])
+        .status
+        .success());
 }
 
 /// A typed kube-rs client for the CronTab kind (what derive(CustomResource)

@@ -714,6 +714,15 @@ pub fn all() -> Vec<Arc<ResourceInfo>> {
     out
 }
 
+/// Visit every served resource without cloning the lists (the request path
+/// asks on every call).
+fn each(mut f: impl FnMut(&ResourceInfo)) {
+    BUILTIN.iter().for_each(|r| f(r));
+    if let Ok(c) = CUSTOM.read() {
+        c.iter().for_each(|r| f(r));
+    }
+}
+
 fn find(pred: impl Fn(&ResourceInfo) -> bool) -> Option<Arc<ResourceInfo>> {
     if let Some(r) = BUILTIN.iter().find(|r| pred(r)) {
         return Some(r.clone());
@@ -740,11 +749,11 @@ pub fn is_builtin_group(group: &str) -> bool {
 /// them by Kubernetes version priority (v2 > v1 > v1beta2 > v1beta1 > v1alpha1).
 pub fn group_versions(group: &str) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for r in all().iter().filter(|r| r.group == group) {
-        if !out.contains(&r.version) {
+    each(|r| {
+        if r.group == group && !out.contains(&r.version) {
             out.push(r.version);
         }
-    }
+    });
     if !is_builtin_group(group) {
         out.sort_by(|a, b| crate::api::crd::version_priority(a, b));
     }
@@ -754,11 +763,11 @@ pub fn group_versions(group: &str) -> Vec<&'static str> {
 /// The named groups in discovery order (the core group is served at /api).
 pub fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for r in all().iter().filter(|r| !r.group.is_empty()) {
-        if !out.contains(&r.group) {
+    each(|r| {
+        if !r.group.is_empty() && !out.contains(&r.group) {
             out.push(r.group);
         }
-    }
+    });
     out
 }
 
