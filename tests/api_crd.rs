@@ -622,6 +622,23 @@ fn cluster_scoped_versions_conflicts_and_restart_with_kubectl_127() {
         "{}",
         stderr(&out)
     );
+    let cel = WIDGET_CRD
+        .replace("widgets.example.com", "rules.example.com")
+        .replace(
+            "{plural: widgets, kind: Widget, shortNames: [wd]}",
+            "{plural: rules, kind: Rule}",
+        )
+        .replace(
+            "size: {type: integer, format: int32}",
+            "size: {type: integer, x-kubernetes-validations: [{rule: \"self > 0\"}]}",
+        );
+    let out = s.kubectl_stdin(v127, &["create", "-f", "-"], &cel);
+    assert_ok(&out, "CRD with CEL rules");
+    assert!(
+        stderr(&out).contains("not enforced by this server"),
+        "{}",
+        stderr(&out)
+    );
     let no_schema = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: bars.example.com}\nspec:\n  group: example.com\n  scope: Cluster\n  names: {plural: bars, kind: Bar}\n  versions: [{name: v1, served: true, storage: true}]\n";
     let out = s.kubectl_stdin(v127, &["create", "-f", "-"], no_schema);
     assert!(

@@ -52,13 +52,37 @@ pub fn normalize(
         .into_iter()
         .map(|f| format!("unknown field \"{f}\""))
         .collect();
-    match mode {
-        FieldValidation::Strict if !unknown.is_empty() => Err(cannot(&format!(
-            "strict decoding error: {}",
-            unknown.join(", ")
-        ))),
-        FieldValidation::Warn => Ok((typed, unknown)),
-        _ => Ok((typed, Vec::new())),
+    let mut warnings = match mode {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            return Err(cannot(&format!(
+                "strict decoding error: {}",
+                unknown.join(", ")
+            )))
+        }
+        FieldValidation::Warn => unknown,
+        _ => Vec::new(),
+    };
+    if is_crd(info) && has_cel_rules(&typed) {
+        warnings.push(
+            "x-kubernetes-validations (CEL) rules are accepted but not enforced by this server"
+                .into(),
+        );
+    }
+    Ok((typed, warnings))
+}
+
+fn is_crd(info: &ResourceInfo) -> bool {
+    info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition"
+}
+
+/// Whether a CRD's schemas carry CEL validation rules anywhere.
+fn has_cel_rules(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, x)| k == "x-kubernetes-validations" || has_cel_rules(x)),
+        Value::Array(a) => a.iter().any(has_cel_rules),
+        _ => false,
     }
 }
 
