@@ -49,6 +49,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     identity::ensure_server_token(&server_dir, args.token.as_deref(), &ident.ca_sha256_hex())?;
 
     reserve_service_addresses(&*store, &services).await?;
+    // Custom kinds are served from the first request on, restart or not.
+    let crds = crate::apiserver::custom::sync::load(&*store)
+        .await
+        .context("loading CustomResourceDefinitions")?;
+    tokio::spawn(crate::apiserver::custom::sync::run(store.clone(), crds));
     let state = Arc::new(ApiState {
         store: store.clone(),
         tokens: token_users,
@@ -92,7 +97,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )?;
 
     let controllers = client::in_process(app, client::controller_user("kube-controller-manager"));
-    tokio::spawn(controllers::namespace::run(controllers));
+    tokio::spawn(controllers::namespace::run(controllers.clone()));
+    tokio::spawn(controllers::crd::run(controllers));
 
     if !args.disable_agent {
         tracing::info!(

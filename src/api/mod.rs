@@ -1,4 +1,5 @@
 //! What the API serves: the resource registry and selector logic.
+pub mod crd;
 pub mod fields;
 pub mod labels;
 pub mod quantity;

@@ -2,6 +2,16 @@
 //!
 //! Routing, discovery, OpenAPI and storage keys are all derived from this
 //! table, so serving a new kind is one entry here, not a new handler.
+//!
+//! Built-in kinds are the static table; kinds that CustomResourceDefinitions
+//! define are swapped in and out at run time (`set_custom`). Their names are
+//! interned (`intern`): one leak per distinct string, however often a
+//! definition is rewritten, so every kind keeps `&'static str` names.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
+
+use crate::api::crd::CustomVersion;
 
 /// Verbs a resource supports, in the order discovery lists them.
 pub const ALL_VERBS: &[&str] = &[
@@ -46,7 +56,7 @@ impl Sub {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ResourceInfo {
     /// API group; "" for the core group.
     pub group: &'static str,
@@ -61,6 +71,9 @@ pub struct ResourceInfo {
     /// Whether spec and status are separated (status changes go through
     /// `/status`, and spec changes bump metadata.generation).
     pub has_status: bool,
+    /// What its CustomResourceDefinition says about this version; None for
+    /// built-in kinds.
+    pub custom: Option<Arc<CustomVersion>>,
 }
 
 impl ResourceInfo {
@@ -85,7 +98,18 @@ impl ResourceInfo {
     }
 
     pub fn singular(&self) -> String {
-        self.kind.to_lowercase()
+        match &self.custom {
+            Some(c) => c.singular.clone(),
+            None => self.kind.to_lowercase(),
+        }
+    }
+
+    /// The kind of a list of these objects.
+    pub fn list_kind(&self) -> String {
+        match &self.custom {
+            Some(c) => c.list_kind.clone(),
+            None => format!("{}List", self.kind),
+        }
     }
 
     /// The key prefix of this resource's objects. It leaves out the version,
@@ -134,6 +158,7 @@ macro_rules! res {
             categories: $cats,
             subresources: $subs,
             has_status: $has_status,
+            custom: None,
         }
     };
 }
@@ -663,27 +688,74 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
 ];
 
+static BUILTIN: LazyLock<Vec<Arc<ResourceInfo>>> =
+    LazyLock::new(|| RESOURCES.iter().cloned().map(Arc::new).collect());
+
+/// The kinds CustomResourceDefinitions define, in discovery order.
+static CUSTOM: RwLock<Vec<Arc<ResourceInfo>>> = RwLock::new(Vec::new());
+
+fn custom() -> Vec<Arc<ResourceInfo>> {
+    // A writer cannot panic while holding the lock (it only swaps a Vec).
+    CUSTOM.read().map(|c| c.clone()).unwrap_or_default()
+}
+
+/// Replace the custom kinds (the CRD watcher calls this on every change).
+pub fn set_custom(resources: Vec<ResourceInfo>) {
+    let list = resources.into_iter().map(Arc::new).collect();
+    if let Ok(mut c) = CUSTOM.write() {
+        *c = list;
+    }
+}
+
+/// Every served resource: built-in kinds first, then custom ones.
+pub fn all() -> Vec<Arc<ResourceInfo>> {
+    let mut out = BUILTIN.clone();
+    out.extend(custom());
+    out
+}
+
+/// Visit every served resource without cloning the lists (the request path
+/// asks on every call).
+fn each(mut f: impl FnMut(&ResourceInfo)) {
+    BUILTIN.iter().for_each(|r| f(r));
+    if let Ok(c) = CUSTOM.read() {
+        c.iter().for_each(|r| f(r));
+    }
+}
+
+fn find(pred: impl Fn(&ResourceInfo) -> bool) -> Option<Arc<ResourceInfo>> {
+    if let Some(r) = BUILTIN.iter().find(|r| pred(r)) {
+        return Some(r.clone());
+    }
+    CUSTOM.read().ok()?.iter().find(|r| pred(r)).cloned()
+}
+
 /// Find a served resource by group, version and plural.
-pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+pub fn lookup(group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
+    find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Find a served resource by group, version and kind.
-pub fn lookup_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
+pub fn lookup_kind(group: &str, version: &str, kind: &str) -> Option<Arc<ResourceInfo>> {
+    find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
-/// The versions served for a group, preferred first.
+/// Whether a built-in kind is served in this group.
+pub fn is_builtin_group(group: &str) -> bool {
+    RESOURCES.iter().any(|r| r.group == group)
+}
+
+/// The versions served for a group, preferred first. Custom groups order
+/// them by Kubernetes version priority (v2 > v1 > v1beta2 > v1beta1 > v1alpha1).
 pub fn group_versions(group: &str) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group) {
-        if !out.contains(&r.version) {
+    each(|r| {
+        if r.group == group && !out.contains(&r.version) {
             out.push(r.version);
         }
+    });
+    if !is_builtin_group(group) {
+        out.sort_by(|a, b| crate::api::crd::version_priority(a, b));
     }
     out
 }
@@ -691,12 +763,44 @@ pub fn group_versions(group: &str) -> Vec<&'static str> {
 /// The named groups in discovery order (the core group is served at /api).
 pub fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
-        if !out.contains(&r.group) {
+    each(|r| {
+        if !r.group.is_empty() && !out.contains(&r.group) {
             out.push(r.group);
         }
-    }
+    });
     out
+}
+
+/// A `&'static str` equal to `s`, leaked at most once per distinct value.
+pub fn intern(s: &str) -> &'static str {
+    static POOL: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Default::default);
+    let mut pool = match POOL.lock() {
+        Ok(p) => p,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(found) = pool.get(s) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    pool.insert(leaked);
+    leaked
+}
+
+/// A `&'static` list of interned strings, leaked at most once per distinct list.
+pub fn intern_list(items: &[String]) -> &'static [&'static str] {
+    type Pool = HashSet<&'static [&'static str]>;
+    static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(Default::default);
+    let list: Vec<&'static str> = items.iter().map(|s| intern(s)).collect();
+    let mut pool = match POOL.lock() {
+        Ok(p) => p,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(found) = pool.get(list.as_slice()) {
+        return found;
+    }
+    let leaked: &'static [&'static str] = Box::leak(list.into_boxed_slice());
+    pool.insert(leaked);
+    leaked
 }
 
 #[cfg(test)]

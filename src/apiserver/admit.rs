@@ -5,10 +5,10 @@ use serde_json::Value;
 
 use crate::api::registry::ResourceInfo;
 use crate::apiserver::admission::{defaults, validation};
-use crate::apiserver::body;
 use crate::apiserver::query::{FieldValidation, Query};
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::typed;
+use crate::apiserver::{body, custom};
 
 /// Decode a body into the object to write, with upstream's field handling.
 /// Returns the object and the warnings for the client.
@@ -36,33 +36,60 @@ pub fn normalize(
             info.kind, info.version, info.kind
         ))
     };
-    let mut typed = match typed::normalize(info, &obj) {
-        Ok(Some(t)) => t,
-        Ok(None) => return Ok((obj, Vec::new())),
-        Err(e) => return Err(cannot(&e)),
+    let (typed, unknown) = match &info.custom {
+        Some(c) => custom::normalize(c, obj).map_err(|e| cannot(&e))?,
+        None => match typed::normalize(info, &obj) {
+            Ok(Some(mut t)) => {
+                let unknown = typed::unknown_fields(&obj, &t);
+                crate::apiserver::protobuf::drop_empty(&info.api_version(), info.kind, &mut t);
+                (t, unknown)
+            }
+            Ok(None) => return Ok((obj, Vec::new())),
+            Err(e) => return Err(cannot(&e)),
+        },
     };
-    let unknown = unknown_field_messages(&obj, &typed);
-    crate::apiserver::protobuf::drop_empty(&info.api_version(), info.kind, &mut typed);
-    match mode {
-        FieldValidation::Strict if !unknown.is_empty() => Err(cannot(&format!(
-            "strict decoding error: {}",
-            unknown.join(", ")
-        ))),
-        FieldValidation::Warn => Ok((typed, unknown)),
-        _ => Ok((typed, Vec::new())),
-    }
-}
-
-fn unknown_field_messages(obj: &Value, typed: &Value) -> Vec<String> {
-    typed::unknown_fields(obj, typed)
+    let unknown: Vec<String> = unknown
         .into_iter()
         .map(|f| format!("unknown field \"{f}\""))
-        .collect()
+        .collect();
+    let mut warnings = match mode {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            return Err(cannot(&format!(
+                "strict decoding error: {}",
+                unknown.join(", ")
+            )))
+        }
+        FieldValidation::Warn => unknown,
+        _ => Vec::new(),
+    };
+    if is_crd(info) && has_cel_rules(&typed) {
+        warnings.push(
+            "x-kubernetes-validations (CEL) rules are accepted but not enforced by this server"
+                .into(),
+        );
+    }
+    Ok((typed, warnings))
+}
+
+fn is_crd(info: &ResourceInfo) -> bool {
+    info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition"
+}
+
+/// Whether a CRD's schemas carry CEL validation rules anywhere.
+fn has_cel_rules(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, x)| k == "x-kubernetes-validations" || has_cel_rules(x)),
+        Value::Array(a) => a.iter().any(has_cel_rules),
+        _ => false,
+    }
 }
 
 /// Defaults then validation of a new object; 422 with causes on failure.
 pub fn default_and_validate_create(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
     defaults::apply_defaults(info.group, info.kind, obj);
+    custom::apply_defaults(info, obj);
     if info.group == "batch" && info.kind == "Job" {
         let uid = crate::apiserver::object::uid(obj).to_string();
         defaults::default_job_selector(obj, &uid);
@@ -72,6 +99,7 @@ pub fn default_and_validate_create(info: &ResourceInfo, obj: &mut Value) -> ApiR
         .to_string();
     let mut errors = validation::validate_name(validation::name_rule(info.group, info.kind), &name);
     errors.extend(validation::validate_create(info.group, info.kind, obj));
+    errors.extend(custom::validate(info, obj));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -86,7 +114,9 @@ pub fn default_and_validate_update(
     old: &Value,
 ) -> ApiResult<()> {
     defaults::apply_defaults(info.group, info.kind, new);
-    let errors = validation::validate_update(info.group, info.kind, new, old);
+    custom::apply_defaults(info, new);
+    let mut errors = validation::validate_update(info.group, info.kind, new, old);
+    errors.extend(custom::validate(info, new));
     if errors.is_empty() {
         Ok(())
     } else {

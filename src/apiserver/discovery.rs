@@ -101,7 +101,7 @@ pub fn resource_list(group: &str, version: &str) -> Value {
         format!("{group}/{version}")
     };
     let mut resources = Vec::new();
-    for info in registry::RESOURCES
+    for info in registry::all()
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
@@ -190,10 +190,10 @@ fn aggregated_group(group: &str) -> Value {
     let versions: Vec<Value> = registry::group_versions(group)
         .iter()
         .map(|v| {
-            let resources: Vec<Value> = registry::RESOURCES
+            let resources: Vec<Value> = registry::all()
                 .iter()
                 .filter(|r| r.group == group && r.version == *v)
-                .map(aggregated_resource)
+                .map(|r| aggregated_resource(r))
                 .collect();
             json!({ "version": v, "resources": resources, "freshness": "Current" })
         })

@@ -5,8 +5,13 @@ use serde_json::{json, Value};
 use crate::api::registry::ResourceInfo;
 use crate::apiserver::object::{self, meta_mut};
 
-/// Kinds whose spec changes are counted in metadata.generation.
+/// Kinds whose spec changes are counted in metadata.generation. Custom
+/// resources always count them (every change but metadata, without a
+/// status subresource).
 fn tracks_generation(info: &ResourceInfo) -> bool {
+    if info.custom.is_some() {
+        return true;
+    }
     info.has_status
         && !matches!(
             info.kind,
@@ -16,6 +21,9 @@ fn tracks_generation(info: &ResourceInfo) -> bool {
 
 /// Kinds whose status a client cannot set at create: the controllers own it.
 fn status_starts_empty(info: &ResourceInfo) -> bool {
+    if info.custom.is_some() {
+        return info.has_status;
+    }
     matches!(
         info.kind,
         "Deployment"
@@ -34,6 +42,7 @@ fn status_starts_empty(info: &ResourceInfo) -> bool {
             | "ResourceQuota"
             | "Pod"
             | "CertificateSigningRequest"
+            | "CustomResourceDefinition"
     )
 }
 
@@ -60,6 +69,9 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
         m.insert("generation".into(), json!(1));
     } else {
         m.remove("generation");
+    }
+    if info.custom.is_some() {
+        return;
     }
     match info.kind {
         "PersistentVolumeClaim" | "PersistentVolume" => {
@@ -103,7 +115,16 @@ pub fn prepare_update(info: &ResourceInfo, status_only: bool, old: &Value, new: 
         }
     }
     let old_meta = object::meta(old).cloned().unwrap_or_default();
-    let spec_changed = object::spec_part(old) != object::spec_part(new);
+    let spec_changed = if info.has_status {
+        object::spec_part(old) != object::spec_part(new)
+    } else {
+        let content = |o: &Value| {
+            let mut c = o.as_object().cloned().unwrap_or_default();
+            c.remove("metadata");
+            c
+        };
+        content(old) != content(new)
+    };
     let m = meta_mut(new);
     for k in [
         "uid",
@@ -150,7 +171,7 @@ mod tests {
         let deploy = lookup("apps", "v1", "deployments").expect("deployments");
         let mut old =
             json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}, "status": {"replicas": 0}});
-        prepare_create(deploy, &mut old);
+        prepare_create(&deploy, &mut old);
         assert_eq!(old["metadata"]["generation"], 1);
         assert!(old.get("status").is_none());
         old["status"] = json!({"replicas": 1});
@@ -158,7 +179,7 @@ mod tests {
         let mut same = old.clone();
         same["metadata"]["labels"] = json!({"a": "b"});
         same["status"] = json!({"replicas": 9});
-        prepare_update(deploy, false, &old, &mut same);
+        prepare_update(&deploy, false, &old, &mut same);
         assert_eq!(same["metadata"]["generation"], 1);
         assert_eq!(
             same["status"]["replicas"], 1,
@@ -167,13 +188,13 @@ mod tests {
 
         let mut changed = old.clone();
         changed["spec"]["replicas"] = json!(3);
-        prepare_update(deploy, false, &old, &mut changed);
+        prepare_update(&deploy, false, &old, &mut changed);
         assert_eq!(changed["metadata"]["generation"], 2);
 
         let mut status = old.clone();
         status["spec"]["replicas"] = json!(7);
         status["status"] = json!({"replicas": 5});
-        prepare_update(deploy, true, &old, &mut status);
+        prepare_update(&deploy, true, &old, &mut status);
         assert_eq!(status["spec"]["replicas"], 1, "status must not change spec");
         assert_eq!(status["status"]["replicas"], 5);
     }

@@ -4,6 +4,7 @@ mod admit;
 mod authn;
 mod authz;
 pub mod body;
+pub mod custom;
 pub mod discovery;
 mod handlers;
 pub mod inflight;

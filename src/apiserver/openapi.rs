@@ -107,8 +107,8 @@ fn add_paths(paths: &mut Map<String, Value>, info: &ResourceInfo, v3: bool) {
 /// `/openapi/v2`: one Swagger 2.0 document for everything.
 pub fn v2(version: &str) -> Value {
     let mut paths = Map::new();
-    for info in registry::RESOURCES {
-        add_paths(&mut paths, info, false);
+    for info in registry::all() {
+        add_paths(&mut paths, &info, false);
     }
     json!({
         "swagger": "2.0",
@@ -137,7 +137,7 @@ pub fn v3_group_version(path: &str, version: &str) -> Option<Value> {
         .into_iter()
         .find(|(g, v)| gv_path(g, v) == path)?;
     let mut paths = Map::new();
-    for info in registry::RESOURCES
+    for info in registry::all()
         .iter()
         .filter(|r| r.group == g && r.version == v)
     {
@@ -153,7 +153,7 @@ pub fn v3_group_version(path: &str, version: &str) -> Option<Value> {
 
 fn group_versions() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for r in registry::RESOURCES {
+    for r in registry::all() {
         let gv = (r.group.to_string(), r.version.to_string());
         if !out.contains(&gv) {
             out.push(gv);

@@ -1,5 +1,7 @@
 //! Turns a request path into what it addresses.
 
+use std::sync::Arc;
+
 use crate::api::registry::{self, ResourceInfo};
 use crate::apiserver::query::percent_decode;
 use crate::apiserver::status::{ApiError, ApiResult};
@@ -21,7 +23,7 @@ pub enum Target {
 
 #[derive(Debug, Clone)]
 pub struct ResourceTarget {
-    pub info: &'static ResourceInfo,
+    pub info: Arc<ResourceInfo>,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,

@@ -2,6 +2,8 @@
 
 use serde_json::{json, Value};
 
+use crate::api::registry::ResourceInfo;
+use crate::apiserver::custom::columns;
 use crate::apiserver::{object, printers};
 
 /// Which object each table row carries (`includeObject`).
@@ -96,23 +98,27 @@ pub fn partial_list(items: &[Value], list_meta: Value, version: &str) -> Value {
     })
 }
 
-/// The API group and kind of an object, from its apiVersion and kind.
-/// A Table of objects of one kind, by API group and kind.
+/// A Table of objects of one kind: the kind's printer for built-in kinds,
+/// the CRD's printer columns for custom ones.
 pub fn table_for(
-    group: &str,
-    kind: &str,
+    info: &ResourceInfo,
     items: &[Value],
     list_meta: Value,
     version: &str,
     include: Include,
 ) -> Value {
-    let printer = printers::lookup(group, kind);
+    let custom = info.custom.as_deref();
+    let printer = match custom {
+        Some(_) => None,
+        None => printers::lookup(info.group, info.kind),
+    };
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
-            let cells = match printer {
-                Some(p) => (p.cells)(o),
-                None => {
+            let cells = match (printer, custom) {
+                (Some(p), _) => (p.cells)(o),
+                (None, Some(c)) => columns::cells(c, o),
+                (None, None) => {
                     let name = object::name(o).unwrap_or("");
                     let created = object::meta_str(o, "creationTimestamp").unwrap_or("");
                     vec![json!(name), json!(age(created))]
@@ -127,9 +133,10 @@ pub fn table_for(
             row
         })
         .collect();
-    let columns: Vec<Value> = match printer {
-        Some(p) => p.columns.iter().map(printers::Col::to_json).collect(),
-        None => vec![printers::NAME.to_json(), printers::AGE.to_json()],
+    let columns: Vec<Value> = match (printer, custom) {
+        (Some(p), _) => p.columns.iter().map(printers::Col::to_json).collect(),
+        (None, Some(c)) => columns::definitions(c),
+        (None, None) => vec![printers::NAME.to_json(), printers::AGE.to_json()],
     };
     json!({
         "kind": "Table",
@@ -159,9 +166,14 @@ mod tests {
     #[test]
     fn table_has_rows_and_objects() {
         let o = json!({"metadata": {"name": "a", "creationTimestamp": "2020-01-01T00:00:00Z"}});
+        let configmaps = crate::api::registry::lookup("", "v1", "configmaps").expect("cm");
+        let widgets = ResourceInfo {
+            group: "example.com",
+            kind: "Widget",
+            ..(*configmaps).clone()
+        };
         let t = table_for(
-            "example.com",
-            "Widget",
+            &widgets,
             &[o],
             json!({"resourceVersion": "5"}),
             "v1",
@@ -175,7 +187,8 @@ mod tests {
     #[test]
     fn tables_use_the_kind_printer() {
         let o = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}});
-        let t = table_for("", "Pod", &[o], json!({}), "v1", Include::None);
+        let pods = crate::api::registry::lookup("", "v1", "pods").expect("pods");
+        let t = table_for(&pods, &[o], json!({}), "v1", Include::None);
         let names: Vec<&str> = t["columnDefinitions"]
             .as_array()
             .expect("columns")

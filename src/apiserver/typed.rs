@@ -133,7 +133,7 @@ mod tests {
                 "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [
                     {"name": "c", "image": "i", "imagePullPolice": "x", "resources": {"limits": {"cpu": 1}}}]}}}
         });
-        let typed = normalize(deploy, &input)
+        let typed = normalize(&deploy, &input)
             .expect("decodes")
             .expect("known kind");
         assert_eq!(
@@ -152,6 +152,6 @@ mod tests {
     #[test]
     fn wrong_types_are_refused() {
         let cm = lookup("", "v1", "configmaps").expect("configmaps");
-        assert!(normalize(cm, &json!({"metadata": {"name": "x"}, "data": {"a": 1}})).is_err());
+        assert!(normalize(&cm, &json!({"metadata": {"name": "x"}, "data": {"a": 1}})).is_err());
     }
 }

@@ -23,10 +23,10 @@ pub enum Error {
 
 /// The namespaced kinds to clear, one per storage (a kind served at two
 /// versions is cleared once).
-fn namespaced_kinds() -> Vec<&'static ResourceInfo> {
+fn namespaced_kinds() -> Vec<Arc<ResourceInfo>> {
     let mut seen: Vec<String> = Vec::new();
     let mut out = Vec::new();
-    for r in registry::RESOURCES.iter().filter(|r| r.namespaced()) {
+    for r in registry::all().into_iter().filter(|r| r.namespaced()) {
         let prefix = r.storage_prefix();
         if !seen.contains(&prefix) {
             seen.push(prefix);
@@ -54,7 +54,7 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Er
     let mut remaining = 0usize;
     for info in namespaced_kinds() {
         let api: Api<DynamicObject> =
-            Api::namespaced_with((*client).clone(), &name, &api_resource(info));
+            Api::namespaced_with((*client).clone(), &name, &api_resource(&info));
         let items = api.list(&ListParams::default()).await?;
         for item in &items.items {
             let Some(item_name) = item.metadata.name.as_deref() else {

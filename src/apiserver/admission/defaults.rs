@@ -16,6 +16,7 @@ use super::service::externally_accessible;
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
         ("", "Pod") => default_pod(obj),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => super::crd::default_crd(obj),
         ("", "PodTemplate") => {
             if let Some(t) = obj.as_object_mut().and_then(|o| ensure_obj(o, "template")) {
                 default_pod_template(t);

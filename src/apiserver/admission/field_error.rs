@@ -109,6 +109,23 @@ impl FieldError {
         }
     }
 
+    /// A value of the wrong JSON type (schema validation of custom resources).
+    pub fn type_invalid(field: impl Into<String>, value: &Value, detail: &str) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTypeInvalid",
+            message: with_detail(format!("Invalid value: {}", go_value(value)), detail),
+        }
+    }
+
+    pub fn too_many(field: impl Into<String>, actual: usize, max: u64) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTooMany",
+            message: format!("Too many: {actual}: must have at most {max} items"),
+        }
+    }
+
     pub fn not_found(field: impl Into<String>, value: &Value) -> FieldError {
         FieldError {
             field: field.into(),

@@ -3,6 +3,7 @@
 //! `defaults` and `validation` are the entry points the write path calls;
 //! the other modules hold one concept each.
 pub mod config_data;
+pub mod crd;
 pub mod cron;
 pub mod defaults;
 pub mod field_error;

@@ -14,6 +14,7 @@ pub use crate::api::quantity::parse_quantity;
 use super::config_data::{
     validate_config_map, validate_immutable_data, validate_secret, validate_secret_update,
 };
+use super::crd::{validate_crd, validate_crd_update};
 use super::jobs::{validate_cron_job, validate_job, validate_job_update};
 use super::metadata::{validate_object_meta, validate_object_meta_update};
 use super::pod::{validate_pod, validate_pod_template};
@@ -50,6 +51,7 @@ fn validate_kind(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
         ("storage.k8s.io", "StorageClass") => validate_storage_class(obj),
         ("rbac.authorization.k8s.io", "RoleBinding") => validate_binding(obj, false),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => validate_binding(obj, true),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => validate_crd(obj),
         _ => Vec::new(),
     }
 }
@@ -69,6 +71,9 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
     match (group, kind) {
         // Pod specs barely change; the update rules cover what may.
         ("", "Pod") => errs.extend(validate_pod_update(new, old)),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            errs.extend(validate_crd_update(new, old))
+        }
         _ => errs.extend(validate_kind(group, kind, new)),
     }
     match (group, kind) {

@@ -9,10 +9,17 @@ use super::read::render_one;
 use super::Request;
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{ApiError, ApiResult};
-use crate::apiserver::{admit, body, lifecycle};
+use crate::apiserver::{admit, body, custom, lifecycle};
 
 pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
-    let info = req.target.info;
+    let info = &*req.target.info;
+    if info.custom.as_ref().is_some_and(|c| c.terminating) {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "create not allowed while custom resource definition is terminating",
+        ));
+    }
     let bytes = body::read(body).await?;
     let (mut obj, warnings) = admit::decode_object(info, &req.headers, &bytes, &req.query)?;
 
@@ -82,7 +89,12 @@ pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
     }
 
     let key = info.key(namespace.as_deref(), &name);
-    match req.state.store.create(&key, object::to_stored(&obj)).await {
+    match req
+        .state
+        .store
+        .create(&key, custom::to_stored(info, &obj))
+        .await
+    {
         Ok(rev) => {
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
             with_warnings(render_one(&req, StatusCode::CREATED, &obj)?, &warnings)
@@ -100,14 +112,14 @@ async fn ensure_namespace_open(req: &Request<'_>, ns: &str, name: &str) -> ApiRe
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
     let kv = req.state.store.get(&namespaces.key(None, ns)).await?;
     let Some(kv) = kv else {
-        return Err(ApiError::not_found(namespaces, ns));
+        return Err(ApiError::not_found(&namespaces, ns));
     };
     let obj = object::from_stored(&kv.value, kv.mod_revision)
         .map_err(|e| ApiError::internal(format!("decoding namespace {ns}: {e}")))?;
     if object::is_deleting(&obj) {
         let mut e = ApiError::forbidden(format!(
             "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-            crate::apiserver::status::qualified(req.target.info),
+            crate::apiserver::status::qualified(&req.target.info),
             name
         ));
         e.details = Some(json!({

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use super::read::{fetch_with_rev, list_objects, render_one};
 use super::update::{write, Mode};
 use super::{json, Request};
+use crate::api::crd::CLEANUP_FINALIZER;
+use crate::api::registry::ResourceInfo;
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{success_status, ApiError, ApiResult};
 use crate::apiserver::{body, ipalloc};
@@ -82,7 +84,7 @@ async fn delete_one(
     name: &str,
     opts: &DeleteOptions,
 ) -> ApiResult<(StatusCode, Value)> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let dry_run = req.query.dry_run()?;
     let mut attempt = 0;
     loop {
@@ -107,7 +109,7 @@ async fn delete_one(
             }
         }
 
-        let marked = mark_for_deletion(info.kind, &obj, opts);
+        let marked = mark_for_deletion(info, &obj, opts);
         let result = match marked {
             // Through the ordinary write, which removes the object instead
             // if nothing holds it any more.
@@ -144,7 +146,8 @@ async fn delete_one(
 }
 
 /// The object with its deletion marked, or None to remove it right away.
-fn mark_for_deletion(kind: &str, obj: &Value, opts: &DeleteOptions) -> Option<Value> {
+fn mark_for_deletion(info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> Option<Value> {
+    let kind = if info.custom.is_some() { "" } else { info.kind };
     let now = chrono::Utc::now();
     let already = object::is_deleting(obj);
     let mut new = obj.clone();
@@ -184,9 +187,13 @@ fn mark_for_deletion(kind: &str, obj: &Value, opts: &DeleteOptions) -> Option<Va
             return Some(new);
         }
     }
-    let held = !object::finalizers(obj).is_empty() || kind == "Namespace";
+    let crd = kind == "CustomResourceDefinition";
+    let held = !object::finalizers(obj).is_empty() || kind == "Namespace" || crd;
     if !held {
         return None;
+    }
+    if crd && !already {
+        crd_terminating(&mut new);
     }
     if !already {
         let m = meta_mut(&mut new);
@@ -197,6 +204,23 @@ fn mark_for_deletion(kind: &str, obj: &Value, opts: &DeleteOptions) -> Option<Va
         }
     }
     Some(new)
+}
+
+/// A CRD is held until its objects are gone (upstream's cleanup
+/// finalizer, which the CRD controller releases), and says so.
+fn crd_terminating(crd: &mut Value) {
+    let mut finalizers = object::finalizers(crd);
+    if !finalizers.iter().any(|f| f == CLEANUP_FINALIZER) {
+        finalizers.push(CLEANUP_FINALIZER.to_string());
+        meta_mut(crd).insert("finalizers".into(), json!(finalizers));
+    }
+    crate::api::crd::set_condition(
+        crd,
+        "Terminating",
+        true,
+        "InstanceDeletionInProgress",
+        "CustomResource deletion is in progress",
+    );
 }
 
 pub async fn delete_collection(req: Request<'_>, body: Body) -> ApiResult<Response> {
@@ -223,11 +247,11 @@ pub async fn delete_collection(req: Request<'_>, body: Body) -> ApiResult<Respon
             Err(e) => return Err(e),
         }
     }
-    let info = req.target.info;
+    let info = &*req.target.info;
     Ok(json(
         StatusCode::OK,
         &json!({
-            "kind": format!("{}List", info.kind),
+            "kind": info.list_kind(),
             "apiVersion": info.api_version(),
             "metadata": meta,
             "items": deleted,

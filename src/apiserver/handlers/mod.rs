@@ -47,7 +47,7 @@ pub async fn dispatch(req: Request<'_>, method: Method, body: Body) -> ApiResult
     let sub = req.target.subresource.clone();
     let has_name = req.target.name.is_some();
     let watch = req.target.legacy_watch || req.query.watch();
-    let info = req.target.info;
+    let info = &*req.target.info;
     let need = |verb: &str| -> ApiResult<()> {
         if info.supports(verb) {
             Ok(())
@@ -110,7 +110,7 @@ pub async fn dispatch(req: Request<'_>, method: Method, body: Body) -> ApiResult
 /// Subresources that need a node agent or a later controller. They answer
 /// the way upstream does when the thing behind them is missing.
 async fn not_served(req: Request<'_>, sub: &str) -> ApiResult<Response> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let name = req.target.name.clone().unwrap_or_default();
     let obj = read::fetch(&req, &name).await?;
     if info.kind == "Pod" && matches!(sub, "log" | "exec" | "attach" | "portforward" | "proxy") {

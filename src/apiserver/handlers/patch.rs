@@ -80,7 +80,7 @@ impl PatchType {
 const RETRIES: usize = 5;
 
 pub async fn patch(req: Request<'_>, body: Body) -> ApiResult<Response> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let name = req.target.name.clone().unwrap_or_default();
     let kind = PatchType::from_headers(&req.headers)?;
     let bytes = body::read(body).await?;

@@ -10,10 +10,11 @@ use crate::api::fields::FieldSelector;
 use crate::api::labels::LabelSelector;
 use crate::api::registry::ResourceInfo;
 use crate::apiserver::negotiate::{self, Output};
-use crate::apiserver::object;
 use crate::apiserver::query::Query;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::table::{self, Include};
+use crate::apiserver::{custom, object};
+use crate::datastore::KeyValue;
 
 /// The label and field selectors of a list or watch.
 pub struct Filter {
@@ -37,6 +38,14 @@ impl Filter {
     }
 }
 
+/// A stored object as served at the requested version.
+pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
+    let mut obj = object::from_stored(&kv.value, kv.mod_revision)
+        .map_err(|e| ApiError::internal(format!("decoding stored {}: {e}", kv.key)))?;
+    custom::to_served(info, &mut obj);
+    Ok(obj)
+}
+
 /// The current object, or 404.
 pub async fn fetch(req: &Request<'_>, name: &str) -> ApiResult<Value> {
     fetch_with_rev(req, name).await.map(|(o, _)| o)
@@ -44,14 +53,10 @@ pub async fn fetch(req: &Request<'_>, name: &str) -> ApiResult<Value> {
 
 /// The current object and its mod revision, or 404.
 pub async fn fetch_with_rev(req: &Request<'_>, name: &str) -> ApiResult<(Value, i64)> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let key = info.key(req.target.namespace.as_deref(), name);
     match req.state.store.get(&key).await? {
-        Some(kv) => {
-            let obj = object::from_stored(&kv.value, kv.mod_revision)
-                .map_err(|e| ApiError::internal(format!("decoding stored {key}: {e}")))?;
-            Ok((obj, kv.mod_revision))
-        }
+        Some(kv) => Ok((decode(info, &kv)?, kv.mod_revision)),
         None => Err(ApiError::not_found(info, name)),
     }
 }
@@ -61,8 +66,7 @@ pub fn render_one(req: &Request<'_>, code: StatusCode, obj: &Value) -> ApiResult
     let body = match negotiate::output(&req.headers)? {
         Output::Json => return Ok(json(code, obj)),
         Output::Table(v) => table::table_for(
-            req.target.info.group,
-            req.target.info.kind,
+            &req.target.info,
             std::slice::from_ref(obj),
             json!({ "resourceVersion": object::meta_str(obj, "resourceVersion").unwrap_or("") }),
             v,
@@ -114,7 +118,7 @@ pub async fn list_objects(req: &Request<'_>) -> ApiResult<(Vec<Value>, Value, i6
 /// Like `list_objects`, handing each object to `each` as it is read, so a
 /// large list need not be held twice.
 pub async fn list_each(req: &Request<'_>, mut each: impl FnMut(Value)) -> ApiResult<(Value, i64)> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let filter = Filter::from_query(&req.query, info)?;
     let limit = req.query.limit()?;
     let prefix = info.list_prefix(req.target.namespace.as_deref());
@@ -149,8 +153,7 @@ pub async fn list_each(req: &Request<'_>, mut each: impl FnMut(Value)) -> ApiRes
         revision = Some(chunk.revision);
         let n = chunk.items.len();
         for (i, kv) in chunk.items.into_iter().enumerate() {
-            let obj = object::from_stored(&kv.value, kv.mod_revision)
-                .map_err(|e| ApiError::internal(format!("decoding stored {}: {e}", kv.key)))?;
+            let obj = decode(info, &kv)?;
             last_key = kv.key;
             if filter.matches(&obj) {
                 each(obj);
@@ -199,14 +202,13 @@ fn exact_revision(query: &Query) -> ApiResult<Option<i64>> {
 }
 
 pub async fn list(req: Request<'_>) -> ApiResult<Response> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let output = negotiate::output(&req.headers)?;
     if output != Output::Json {
         let (items, meta, _) = list_objects(&req).await?;
         let body = match output {
             Output::Table(v) => table::table_for(
-                req.target.info.group,
-                req.target.info.kind,
+                &req.target.info,
                 &items,
                 meta,
                 v,
@@ -229,7 +231,7 @@ pub async fn list(req: Request<'_>) -> ApiResult<Response> {
     .await?;
     items.push(b']');
     let head = json!({
-        "kind": format!("{}List", info.kind),
+        "kind": info.list_kind(),
         "apiVersion": info.api_version(),
         "metadata": meta,
     });

@@ -9,6 +9,7 @@ use super::patch::PatchType;
 use super::read::fetch_with_rev;
 use super::update::{write, Mode};
 use super::{json, Request};
+use crate::api::registry::ResourceInfo;
 use crate::apiserver::body;
 use crate::apiserver::object;
 use crate::apiserver::status::{ApiError, ApiResult};
@@ -40,10 +41,48 @@ fn selector_string(sel: &Value) -> String {
     parts.join(",")
 }
 
-fn scale_of(obj: &Value) -> Value {
-    let meta = object::meta(obj).cloned().unwrap_or_default();
-    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
-    let selector = match obj.pointer("/spec/selector") {
+/// Where a kind keeps its replica counts and selector, as JSON pointers.
+struct Paths {
+    spec_replicas: String,
+    status_replicas: String,
+    /// Built-in kinds: a label selector object (or map) at /spec/selector.
+    /// Custom resources: a string selector at the CRD's labelSelectorPath.
+    selector: Option<String>,
+}
+
+/// `.spec.replicas` as the pointer `/spec/replicas`.
+fn pointer(json_path: &str) -> String {
+    json_path.replace('.', "/")
+}
+
+impl Paths {
+    fn of(info: &ResourceInfo) -> Paths {
+        match info.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+            Some(s) => Paths {
+                spec_replicas: pointer(&s.spec_replicas),
+                status_replicas: pointer(&s.status_replicas),
+                selector: s.label_selector.as_deref().map(pointer),
+            },
+            None => Paths {
+                spec_replicas: "/spec/replicas".into(),
+                status_replicas: "/status/replicas".into(),
+                selector: None,
+            },
+        }
+    }
+}
+
+fn selector_of(info: &ResourceInfo, paths: &Paths, obj: &Value) -> String {
+    if info.custom.is_some() {
+        return paths
+            .selector
+            .as_deref()
+            .and_then(|p| obj.pointer(p))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+    }
+    match obj.pointer("/spec/selector") {
         Some(Value::Object(m))
             if m.contains_key("matchLabels") || m.contains_key("matchExpressions") =>
         {
@@ -52,7 +91,13 @@ fn scale_of(obj: &Value) -> Value {
         // ReplicationControllers select with a plain map.
         Some(Value::Object(m)) => selector_string(&json!({ "matchLabels": m })),
         _ => String::new(),
-    };
+    }
+}
+
+fn scale_of(info: &ResourceInfo, obj: &Value) -> Value {
+    let meta = object::meta(obj).cloned().unwrap_or_default();
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    let paths = Paths::of(info);
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -63,10 +108,10 @@ fn scale_of(obj: &Value) -> Value {
             "resourceVersion": pick("resourceVersion"),
             "creationTimestamp": pick("creationTimestamp"),
         },
-        "spec": { "replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0)) },
+        "spec": { "replicas": obj.pointer(&paths.spec_replicas).cloned().unwrap_or(json!(0)) },
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": selector,
+            "replicas": obj.pointer(&paths.status_replicas).cloned().unwrap_or(json!(0)),
+            "selector": selector_of(info, &paths, obj),
         },
     })
 }
@@ -74,7 +119,7 @@ fn scale_of(obj: &Value) -> Value {
 pub async fn get(req: Request<'_>) -> ApiResult<Response> {
     let name = req.target.name.clone().unwrap_or_default();
     let (obj, _) = fetch_with_rev(&req, &name).await?;
-    Ok(json(StatusCode::OK, &scale_of(&obj)))
+    Ok(json(StatusCode::OK, &scale_of(&req.target.info, &obj)))
 }
 
 /// Apply a desired Scale to the object; a resourceVersion in it is a precondition.
@@ -84,7 +129,7 @@ async fn apply_scale(
     rev: i64,
     scale: &Value,
 ) -> ApiResult<Response> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let name = req.target.name.clone().unwrap_or_default();
     if let Some(rv) = scale
         .pointer("/metadata/resourceVersion")
@@ -113,9 +158,25 @@ async fn apply_scale(
         }
     };
     let mut new = old.clone();
-    new["spec"]["replicas"] = Value::Number(replicas);
+    set_at(
+        &mut new,
+        &Paths::of(info).spec_replicas,
+        Value::Number(replicas),
+    );
     let written = write(req, old, new, rev, Mode::Main).await?;
-    Ok(json(StatusCode::OK, &scale_of(&written)))
+    Ok(json(StatusCode::OK, &scale_of(info, &written)))
+}
+
+/// Set the value at a JSON pointer, creating the objects on the way.
+fn set_at(obj: &mut Value, pointer: &str, value: Value) {
+    let mut cur = obj;
+    for key in pointer.split('/').filter(|k| !k.is_empty()) {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        cur = &mut cur[key];
+    }
+    *cur = value;
 }
 
 pub async fn put(req: Request<'_>, body: Body) -> ApiResult<Response> {
@@ -131,7 +192,7 @@ pub async fn patch(req: Request<'_>, body: Body) -> ApiResult<Response> {
     let kind = PatchType::from_headers(&req.headers)?;
     let bytes = body::read(body).await?;
     let (old, rev) = fetch_with_rev(&req, &name).await?;
-    let scale = kind.apply(&scale_of(&old), &bytes)?;
+    let scale = kind.apply(&scale_of(&req.target.info, &old), &bytes)?;
     apply_scale(&req, &old, rev, &scale).await
 }
 

@@ -11,10 +11,10 @@ use super::Request;
 use crate::apiserver::ipalloc;
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{ApiError, ApiResult};
-use crate::apiserver::{admit, body, lifecycle};
+use crate::apiserver::{admit, body, custom, lifecycle};
 
 pub async fn put(req: Request<'_>, body: Body) -> ApiResult<Response> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let name = req.target.name.clone().unwrap_or_default();
     let bytes = body::read(body).await?;
     let (mut new, warnings) = admit::decode_object(info, &req.headers, &bytes, &req.query)?;
@@ -100,10 +100,18 @@ pub async fn write(
     rev: i64,
     mode: Mode,
 ) -> ApiResult<Value> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let name = req.target.name.clone().unwrap_or_default();
     match mode {
-        Mode::Status => lifecycle::prepare_update(info, true, old, &mut new),
+        Mode::Status => {
+            lifecycle::prepare_update(info, true, old, &mut new);
+            // Built-in status writes come from trusted controllers; a
+            // custom resource's status must still fit its schema.
+            let errors = custom::validate(info, &new);
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(info.kind, info.group, &name, &errors));
+            }
+        }
         Mode::Finalize => {
             let finalizers = new
                 .pointer("/spec/finalizers")
@@ -162,7 +170,7 @@ pub async fn write(
     match req
         .state
         .store
-        .update(&key, object::to_stored(&new), rev)
+        .update(&key, custom::to_stored(info, &new), rev)
         .await
     {
         Ok(new_rev) => {

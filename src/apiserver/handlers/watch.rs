@@ -1,5 +1,6 @@
 //! watch: a stream of JSON events, one per line.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -14,9 +15,9 @@ use super::read::{list_objects, Filter};
 use super::Request;
 use crate::api::registry::ResourceInfo;
 use crate::apiserver::negotiate::{self, Output};
-use crate::apiserver::object;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::table::{self, Include};
+use crate::apiserver::{custom, object};
 use crate::datastore::{Event, EventKind, StoreError};
 
 /// Watches without timeoutSeconds end after this long, like upstream's
@@ -25,7 +26,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// How one event is written for this watcher.
 struct Encoder {
-    info: &'static ResourceInfo,
+    info: Arc<ResourceInfo>,
     output: Output,
     include: Include,
 }
@@ -35,8 +36,7 @@ impl Encoder {
         let object = match self.output {
             Output::Json => obj.clone(),
             Output::Table(v) => table::table_for(
-                self.info.group,
-                self.info.kind,
+                &self.info,
                 std::slice::from_ref(obj),
                 json!({ "resourceVersion": object::meta_str(obj, "resourceVersion").unwrap_or("") }),
                 v,
@@ -69,9 +69,12 @@ fn error_event(e: &ApiError) -> Bytes {
 
 /// Map one store event to the watch event this watcher sees, if any.
 /// Objects moving out of the selection are DELETED, moving in are ADDED.
-fn translate(filter: &Filter, ev: &Event) -> Option<(&'static str, Value)> {
-    let decode =
-        |kv: &crate::datastore::KeyValue, rev: i64| object::from_stored(&kv.value, rev).ok();
+fn translate(info: &ResourceInfo, filter: &Filter, ev: &Event) -> Option<(&'static str, Value)> {
+    let decode = |kv: &crate::datastore::KeyValue, rev: i64| {
+        let mut obj = object::from_stored(&kv.value, rev).ok()?;
+        custom::to_served(info, &mut obj);
+        Some(obj)
+    };
     let prev_matches = ev
         .prev
         .as_ref()
@@ -95,10 +98,10 @@ fn translate(filter: &Filter, ev: &Event) -> Option<(&'static str, Value)> {
 }
 
 pub async fn watch(req: Request<'_>) -> ApiResult<Response> {
-    let info = req.target.info;
+    let info = &*req.target.info;
     let filter = Filter::from_query(&req.query, info)?;
     let encoder = Encoder {
-        info,
+        info: req.target.info.clone(),
         output: negotiate::output(&req.headers)?,
         include: table::Include::parse(req.query.get("includeObject")),
     };
@@ -182,7 +185,7 @@ pub async fn watch(req: Request<'_>) -> ApiResult<Response> {
                 ev = store_rx.recv() => match ev {
                     Some(Ok(ev)) => {
                         seen = ev.kv.mod_revision;
-                        if let Some((kind, obj)) = translate(&filter, &ev) {
+                        if let Some((kind, obj)) = translate(&encoder.info, &filter, &ev) {
                             if tx.send(encoder.event(kind, &obj)).await.is_err() {
                                 return;
                             }
