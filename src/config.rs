@@ -112,6 +112,32 @@ impl RegistryArgs {
     }
 }
 
+/// How this machine runs as a node (flags shared by `server` and `agent`).
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Node name (default: the hostname).
+    #[arg(long, env = "KONE_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// The node's InternalIP (default: the address of the default route's interface).
+    #[arg(long, env = "KONE_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// Folder for runtime state: pod supervisors, sockets, namespaces.
+    #[arg(long, env = "KONE_RUN_DIR", default_value = "/run/kone")]
+    pub run_dir: PathBuf,
+    /// Folder for container logs.
+    #[arg(long, env = "KONE_POD_LOG_DIR", default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+    /// Cluster DNS server pods resolve names with (dnsPolicy ClusterFirst).
+    #[arg(long, env = "KONE_CLUSTER_DNS", default_value = "10.43.0.10")]
+    pub cluster_dns: std::net::Ipv4Addr,
+    /// Cluster domain.
+    #[arg(long, env = "KONE_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Port of the kubelet API (logs, exec, attach, port-forward).
+    #[arg(long, env = "KONE_KUBELET_PORT", default_value_t = 10250)]
+    pub kubelet_port: u16,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RuntimeArgs {
     /// Folder for state (images and container layers live under DATA_DIR/agent/).
@@ -299,6 +325,8 @@ pub struct ServerArgs {
     pub disable_agent: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// YAML config file whose keys are these flags' names.
     #[arg(long, env = "KONE_CONFIG", default_value = "/etc/kone/config.yaml")]
     pub config: PathBuf,

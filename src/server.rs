@@ -96,14 +96,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &ident,
     )?;
 
-    let controllers = client::in_process(app, client::controller_user("kube-controller-manager"));
+    let controllers = client::in_process(app.clone(), client::controller_user("kube-controller-manager"));
     tokio::spawn(controllers::namespace::run(controllers.clone()));
     tokio::spawn(controllers::crd::run(controllers));
 
     if !args.disable_agent {
-        tracing::info!(
-            "the node agent is not part of this build yet; serving the control plane only"
-        );
+        let node_client = client::in_process(app.clone(), node_user(&node_name(&args)));
+        let cfg = kubelet_config(&args, advertise);
+        tokio::spawn(async move {
+            if let Err(e) = crate::kubelet::run(cfg, node_client, registries).await {
+                tracing::error!(error = %format!("{e:#}"), "the node agent stopped");
+            }
+        });
     }
     tracing::info!(
         listen = %addr,
@@ -114,6 +118,47 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     serve.await.context("API server task")??;
     tracing::info!("kone server stopped");
     Ok(())
+}
+
+fn node_name(args: &ServerArgs) -> String {
+    args.node.node_name.clone().unwrap_or_else(|| {
+        hostname::get()
+            .map(|h| h.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|_| "kone".into())
+    })
+}
+
+/// The node's identity, as a kubelet's client certificate would carry it.
+fn node_user(node: &str) -> identity::UserInfo {
+    identity::UserInfo {
+        name: format!("system:node:{node}"),
+        uid: String::new(),
+        groups: vec!["system:nodes".into(), "system:authenticated".into()],
+    }
+}
+
+/// The server's own node takes the first /24 of the cluster CIDR, the
+/// allocation the node IPAM controller will record as its own.
+fn kubelet_config(args: &ServerArgs, advertise: IpAddr) -> crate::kubelet::KubeletConfig {
+    let pod_cidr = args
+        .cluster_cidr
+        .subnets(24)
+        .ok()
+        .and_then(|mut s| s.next())
+        .unwrap_or(args.cluster_cidr);
+    crate::kubelet::KubeletConfig {
+        node_name: node_name(args),
+        node_ip: args.node.node_ip.unwrap_or(advertise),
+        data_dir: args.data_dir.clone(),
+        run_dir: args.node.run_dir.clone(),
+        log_dir: args.node.pod_log_dir.clone(),
+        pod_cidr,
+        cluster_cidr: args.cluster_cidr,
+        cluster_dns: args.node.cluster_dns,
+        cluster_domain: args.node.cluster_domain.clone(),
+        kubelet_port: args.node.kubelet_port,
+        server_node: true,
+    }
 }
 
 /// Service addresses are held by the stored Services; take them back.

@@ -155,6 +155,14 @@ pub fn ready_to_remove(obj: &Value) -> bool {
     if !object::is_deleting(obj) || !object::finalizers(obj).is_empty() {
         return false;
     }
+    // A pod in its grace period waits for its kubelet's final delete (grace 0).
+    let grace = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if grace > 0 {
+        return false;
+    }
     // A namespace is also held by spec.finalizers until its content is gone.
     obj.pointer("/spec/finalizers")
         .and_then(Value::as_array)

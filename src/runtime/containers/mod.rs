@@ -71,24 +71,32 @@ impl Runtime {
         client::sandbox_ids(&self.run_dir)
     }
 
-    /// Creates (does not start) a container in a running sandbox.
-    pub fn create(&self, shim: &ShimClient, c: &ContainerDesc) -> anyhow::Result<ContainerState> {
-        let info = shim.info()?;
+    /// An image's config and its snapshot folders (top first), checked to be unpacked.
+    fn image_parts(&self, image: &str) -> anyhow::Result<(ImageConfiguration, Vec<PathBuf>)> {
         let record = self
             .images
-            .get(&c.image)?
-            .ok_or_else(|| anyhow!("image {:?} not found", c.image))?;
+            .get(image)?
+            .ok_or_else(|| anyhow!("image {image:?} not found"))?;
         let config: ImageConfiguration =
             serde_json::from_slice(&self.images.read_blob(&record.config_digest)?)
                 .context("reading the image config")?;
         let lowerdirs = self.images.snapshot_dirs(&record);
         if let Some(missing) = lowerdirs.iter().find(|d| !d.is_dir()) {
-            anyhow::bail!(
-                "image {:?} is not unpacked ({} missing)",
-                c.image,
-                missing.display()
-            );
+            anyhow::bail!("image {image:?} is not unpacked ({} missing)", missing.display());
         }
+        Ok((config, lowerdirs))
+    }
+
+    /// The user a container would run as (to refuse root under runAsNonRoot).
+    pub fn identity(&self, c: &ContainerDesc) -> anyhow::Result<users::Identity> {
+        let (config, lowerdirs) = self.image_parts(&c.image)?;
+        Ok(spec::resolve_process(c, &config, &lowerdirs)?.identity)
+    }
+
+    /// Creates (does not start) a container in a running sandbox.
+    pub fn create(&self, shim: &ShimClient, c: &ContainerDesc) -> anyhow::Result<ContainerState> {
+        let info = shim.info()?;
+        let (config, lowerdirs) = self.image_parts(&c.image)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let bundle = self.containers_dir().join(&id);
         let rootfs = RootfsDesc {

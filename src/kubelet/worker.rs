@@ -1,0 +1,612 @@
+//! One pod's worker: brings the runtime in line with the pod (sandbox, init
+//! containers in order, app containers with restart policy and back-off),
+//! writes the status when it changes, and on deletion stops the containers
+//! within the grace period, removes the sandbox and then the pod object.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::backoff::Backoff;
+use super::container::{self, Context};
+use super::status::{self, Observed, Waiting};
+use super::volumes::{self, ConfigError};
+use super::{etcfiles, Kubelet};
+use crate::runtime::containers::{ContainerDesc, SandboxDesc};
+use crate::runtime::shim::client::ShimClient;
+use crate::runtime::shim::protocol::{ContainerState, Status};
+
+#[derive(Clone)]
+pub enum PodUpdate {
+    Pod(Arc<Pod>),
+    /// The pod object is gone from the API.
+    Gone,
+}
+
+/// How often a pod is re-checked without news from the API (exits,
+/// back-off expiry, configMap volume refresh).
+const RESYNC: Duration = Duration::from_secs(1);
+const VOLUME_REFRESH: Duration = Duration::from_secs(10);
+
+struct Worker {
+    k: Arc<Kubelet>,
+    uid: String,
+    shim: Option<ShimClient>,
+    pod_ip: Option<String>,
+    start_time: String,
+    restart_backoff: HashMap<String, Backoff>,
+    restart_at: HashMap<String, Instant>,
+    pull_backoff: HashMap<String, (Backoff, Instant)>,
+    waiting: HashMap<String, Waiting>,
+    image_ids: HashMap<String, String>,
+    volumes: Option<(HashMap<String, std::path::PathBuf>, Instant)>,
+    last_status: Option<Value>,
+    init_failed: bool,
+}
+
+pub async fn run(k: Arc<Kubelet>, mut rx: watch::Receiver<PodUpdate>) {
+    let mut w: Option<Worker> = None;
+    loop {
+        let update = rx.borrow_and_update().clone();
+        let done = match update {
+            PodUpdate::Pod(pod) => {
+                let worker = w.get_or_insert_with(|| Worker::new(k.clone(), &pod));
+                match worker.sync(&pod).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::warn!(pod = %name(&pod), error = %format!("{e:#}"), "pod sync failed");
+                        false
+                    }
+                }
+            }
+            PodUpdate::Gone => {
+                if let Some(worker) = &mut w {
+                    worker.teardown(0).await;
+                }
+                true
+            }
+        };
+        if done {
+            return;
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}
+
+fn name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Runs a blocking runtime call off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+impl Worker {
+    fn new(k: Arc<Kubelet>, pod: &Pod) -> Worker {
+        Worker {
+            k,
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            shim: None,
+            pod_ip: None,
+            start_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            restart_backoff: HashMap::new(),
+            restart_at: HashMap::new(),
+            pull_backoff: HashMap::new(),
+            waiting: HashMap::new(),
+            image_ids: HashMap::new(),
+            volumes: None,
+            last_status: None,
+            init_failed: false,
+        }
+    }
+
+    /// One pass; true once the pod is finished with for good.
+    async fn sync(&mut self, pod: &Pod) -> anyhow::Result<bool> {
+        if pod.metadata.deletion_timestamp.is_some() {
+            let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64;
+            self.teardown(grace).await;
+            self.delete_object(pod).await?;
+            return Ok(true);
+        }
+        if let Some(st) = pod.status.as_ref().and_then(|s| s.start_time.as_ref()) {
+            self.start_time = st.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        }
+        let shim = self.ensure_sandbox(pod).await?;
+        let states = {
+            let s = shim.clone();
+            blocking(move || s.list()).await?
+        };
+        let terminal = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded") | Some("Failed")
+        );
+        if !terminal {
+            self.refresh_volumes(pod).await;
+            self.run_containers(pod, &shim, &states).await;
+        }
+        let states = {
+            let s = shim.clone();
+            blocking(move || s.list()).await?
+        };
+        self.write_status(pod, &states).await?;
+        Ok(false)
+    }
+
+    async fn ensure_sandbox(&mut self, pod: &Pod) -> anyhow::Result<ShimClient> {
+        if let Some(s) = &self.shim {
+            return Ok(s.clone());
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let qos = qos_class(pod);
+        let parent = match qos.as_str() {
+            "Guaranteed" => format!("/kubepods/pod{}", self.uid),
+            other => format!("/kubepods/{}/pod{}", other.to_lowercase(), self.uid),
+        };
+        let desc = SandboxDesc {
+            id: self.uid.clone(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            uid: self.uid.clone(),
+            hostname: etcfiles::hostname(pod),
+            host_network: spec.host_network.unwrap_or(false),
+            host_ipc: spec.host_ipc.unwrap_or(false),
+            host_pid: spec.host_pid.unwrap_or(false),
+            cgroup_parent: parent,
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+        };
+        let rt = self.k.runtime.clone();
+        let shim = blocking(move || rt.run_sandbox(&desc)).await?;
+        if spec.host_network.unwrap_or(false) {
+            self.pod_ip = Some(self.k.cfg.node_ip.to_string());
+        } else {
+            self.pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        }
+        self.shim = Some(shim.clone());
+        Ok(shim)
+    }
+
+    async fn refresh_volumes(&mut self, pod: &Pod) {
+        if self.volumes.as_ref().is_some_and(|(_, at)| at.elapsed() < VOLUME_REFRESH) {
+            return;
+        }
+        let dir = self.k.cfg.pod_dir(&self.uid);
+        match volumes::prepare(&self.k.client, pod, &dir).await {
+            Ok(v) => self.volumes = Some((v, Instant::now())),
+            Err(e) => {
+                tracing::debug!(pod = %name(pod), error = %e, "volumes not ready");
+                self.volumes = None;
+                self.config_error_all(pod, &e);
+            }
+        }
+    }
+
+    fn config_error_all(&mut self, pod: &Pod, e: &ConfigError) {
+        for c in all_containers(pod) {
+            self.waiting.insert(
+                c.name.clone(),
+                Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: e.0.clone(),
+                },
+            );
+        }
+    }
+
+    /// Init containers in order, then the app containers.
+    async fn run_containers(&mut self, pod: &Pod, shim: &ShimClient, states: &[ContainerState]) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        for c in spec.init_containers.clone().unwrap_or_default() {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            let (latest, _) = status::runs(states, &c.name);
+            match latest {
+                Some(l) if l.status == Status::Exited && l.exit_code == Some(0) && !sidecar => continue,
+                Some(l) if l.status == Status::Running && sidecar => continue,
+                Some(l) if l.status == Status::Exited => {
+                    if policy == "Never" && !sidecar {
+                        self.init_failed = true;
+                        return;
+                    }
+                    self.restart(pod, shim, &c, l).await;
+                    return;
+                }
+                Some(_) => return,
+                None => {
+                    self.start(pod, shim, &c, 0).await;
+                    return;
+                }
+            }
+        }
+        for c in &spec.containers {
+            let (latest, _) = status::runs(states, &c.name);
+            match latest {
+                None => self.start(pod, shim, c, 0).await,
+                Some(l) if l.status == Status::Created => {
+                    let (s, id) = (shim.clone(), l.id.clone());
+                    if let Err(e) = blocking(move || s.start(&id)).await {
+                        self.set_waiting(c, "RunContainerError", &format!("{e:#}"));
+                    }
+                }
+                Some(l) if l.status == Status::Exited => {
+                    let again = policy == "Always" || (policy == "OnFailure" && l.exit_code != Some(0));
+                    if again {
+                        self.restart(pod, shim, c, l).await;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn set_waiting(&mut self, c: &Container, reason: &str, message: &str) {
+        self.waiting.insert(
+            c.name.clone(),
+            Waiting {
+                reason: reason.into(),
+                message: message.into(),
+            },
+        );
+    }
+
+    /// A new attempt after the back-off, keeping the previous run for
+    /// `logs --previous` and removing older ones.
+    async fn restart(&mut self, pod: &Pod, shim: &ShimClient, c: &Container, last: &ContainerState) {
+        let now = Instant::now();
+        let due = match self.restart_at.get(&last.id) {
+            Some(at) => *at,
+            None => {
+                let at = self.restart_backoff.entry(c.name.clone()).or_default().fail(now);
+                self.restart_at.insert(last.id.clone(), at);
+                at
+            }
+        };
+        if now < due {
+            let delay = self.restart_backoff.get(&c.name).map(|b| b.delay()).unwrap_or_default();
+            let msg = format!(
+                "back-off {}s restarting failed container={} pod={}_{}({})",
+                delay.as_secs(),
+                c.name,
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                pod.metadata.namespace.as_deref().unwrap_or_default(),
+                self.uid
+            );
+            self.set_waiting(c, "CrashLoopBackOff", &msg);
+            return;
+        }
+        let s = shim.clone();
+        let (name, keep) = (c.name.clone(), last.id.clone());
+        let cleanup = blocking(move || {
+            for old in s.list()? {
+                if old.name == name && old.id != keep && old.status == Status::Exited {
+                    s.delete(&old.id)?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = cleanup {
+            tracing::warn!(error = %format!("{e:#}"), "removing old container runs");
+        }
+        self.start(pod, shim, c, last.attempt + 1).await;
+    }
+
+    async fn start(&mut self, pod: &Pod, shim: &ShimClient, c: &Container, attempt: u32) {
+        if !self.ensure_image(pod, c).await {
+            return;
+        }
+        let Some((vols, _)) = &self.volumes else {
+            return;
+        };
+        let dir = self.k.cfg.pod_dir(&self.uid);
+        let etc = match etcfiles::write(&dir, pod, &self.k.cfg, self.pod_ip.as_deref()) {
+            Ok(e) => e,
+            Err(e) => {
+                self.set_waiting(c, "CreateContainerConfigError", &e.to_string());
+                return;
+            }
+        };
+        let qos = qos_class(pod);
+        let cx = Context {
+            cfg: &self.k.cfg,
+            client: &self.k.client,
+            pod,
+            pod_ip: self.pod_ip.as_deref(),
+            volumes: vols,
+            etc: &etc,
+            qos: &qos,
+        };
+        let desc = match container::describe(&cx, c, attempt).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.set_waiting(c, "CreateContainerConfigError", &e.0);
+                return;
+            }
+        };
+        if container::requires_non_root(pod, c) {
+            match self.k.runtime.identity(&desc) {
+                Ok(id) if id.uid == 0 => {
+                    let msg = format!(
+                        "container has runAsNonRoot and image will run as root (pod: \"{}_{}({})\", container: {})",
+                        pod.metadata.name.as_deref().unwrap_or_default(),
+                        pod.metadata.namespace.as_deref().unwrap_or_default(),
+                        self.uid,
+                        c.name
+                    );
+                    self.set_waiting(c, "CreateContainerConfigError", &msg);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.set_waiting(c, "CreateContainerConfigError", &format!("{e:#}"));
+                    return;
+                }
+            }
+        }
+        self.create_and_start(shim, c, desc).await;
+    }
+
+    async fn create_and_start(&mut self, shim: &ShimClient, c: &Container, desc: ContainerDesc) {
+        let (rt, s) = (self.k.runtime.clone(), shim.clone());
+        let created = blocking(move || rt.create(&s, &desc)).await;
+        let state = match created {
+            Ok(st) => st,
+            Err(e) => {
+                self.set_waiting(c, "CreateContainerError", &format!("{e:#}"));
+                return;
+            }
+        };
+        let (s, id) = (shim.clone(), state.id.clone());
+        match blocking(move || s.start(&id)).await {
+            Ok(_) => {
+                self.waiting.remove(&c.name);
+                tracing::info!(container = %c.name, id = %state.id, attempt = state.attempt, "started container");
+            }
+            Err(e) => self.set_waiting(c, "RunContainerError", &format!("{e:#}")),
+        }
+    }
+
+    /// Pulls per imagePullPolicy; false (with a waiting reason) while the
+    /// image is not there.
+    async fn ensure_image(&mut self, pod: &Pod, c: &Container) -> bool {
+        let image = c.image.clone().unwrap_or_default();
+        let policy = c.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+        let store = self.k.runtime.images().clone();
+        let present = {
+            let name = image.clone();
+            blocking(move || Ok(store.get(&crate::runtime::images::store::resolve_name(&name)?)?)).await
+        };
+        let record = match present {
+            Ok(r) => r,
+            Err(e) => {
+                self.set_waiting(c, "InvalidImageName", &format!("{e:#}"));
+                return false;
+            }
+        };
+        if let Some(r) = &record {
+            if policy != "Always" {
+                self.image_ids.insert(c.name.clone(), format!("{}@{}", r.name, r.digest.as_str()));
+                return true;
+            }
+        }
+        if policy == "Never" {
+            self.set_waiting(
+                c,
+                "ErrImageNeverPull",
+                &format!("Container image \"{image}\" is not present with pull policy of Never"),
+            );
+            return false;
+        }
+        if let Some((_, until)) = self.pull_backoff.get(&c.name) {
+            if Instant::now() < *until {
+                let message = self.waiting.get(&c.name).map(|w| w.message.clone()).unwrap_or_default();
+                self.set_waiting(c, "ImagePullBackOff", &message);
+                return false;
+            }
+        }
+        let auth = pull_secret(&self.k.client, pod, &image).await;
+        match self.k.puller.pull(&image, auth).await {
+            Ok(r) => {
+                self.pull_backoff.remove(&c.name);
+                self.image_ids.insert(c.name.clone(), format!("{}@{}", r.name, r.digest.as_str()));
+                true
+            }
+            Err(e) => {
+                let now = Instant::now();
+                let entry = self.pull_backoff.entry(c.name.clone()).or_insert((Backoff::default(), now));
+                entry.0.fail(now);
+                // Even the first retry of a pull waits, as upstream.
+                entry.1 = now + entry.0.delay().max(Duration::from_secs(10));
+                let msg = format!("Failed to pull image \"{image}\": {e:#}");
+                tracing::warn!(container = %c.name, error = %msg, "image pull failed");
+                self.set_waiting(c, "ErrImagePull", &msg);
+                false
+            }
+        }
+    }
+
+    async fn write_status(&mut self, pod: &Pod, states: &[ContainerState]) -> anyhow::Result<()> {
+        let qos = qos_class(pod);
+        let messages = termination_messages(&self.k.cfg.pod_dir(&self.uid), states);
+        // A running container clears whatever kept it waiting before.
+        for s in states.iter().filter(|s| s.status == Status::Running) {
+            self.waiting.remove(&s.name);
+        }
+        let ready = HashMap::new();
+        let host_ip = self.k.cfg.node_ip.to_string();
+        let observed = Observed {
+            pod,
+            states,
+            waiting: &self.waiting,
+            ready: &ready,
+            messages: &messages,
+            image_ids: &self.image_ids,
+            pod_ip: self.pod_ip.as_deref(),
+            host_ip: &host_ip,
+            start_time: &self.start_time,
+            sandbox_ready: self.shim.is_some(),
+            qos: &qos,
+        };
+        let new = status::compute(&observed, self.init_failed);
+        let fp = status::fingerprint(&new);
+        if self.last_status.as_ref() == Some(&fp) {
+            return Ok(());
+        }
+        let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let patch = json!({"status": new});
+        api.patch_status(
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        self.last_status = Some(fp);
+        Ok(())
+    }
+
+    /// Stops every container within `grace` seconds (SIGTERM, then SIGKILL),
+    /// then removes the sandbox and the pod's files.
+    async fn teardown(&mut self, grace: u64) {
+        tracing::info!(pod = %self.uid, grace, "stopping the pod");
+        let shim = match &self.shim {
+            Some(s) => Some(s.clone()),
+            None => {
+                let (rt, uid) = (self.k.runtime.clone(), self.uid.clone());
+                blocking(move || rt.sandbox(&uid)).await.ok()
+            }
+        };
+        if let Some(shim) = shim {
+            let running = {
+                let s = shim.clone();
+                blocking(move || s.list()).await.unwrap_or_default()
+            };
+            let stops = running
+                .into_iter()
+                .filter(|c| c.status != Status::Exited)
+                .map(|c| {
+                    let s = shim.clone();
+                    blocking(move || s.stop(&c.id, grace, None))
+                });
+            for r in futures::future::join_all(stops).await {
+                if let Err(e) = r {
+                    tracing::warn!(error = %format!("{e:#}"), "stopping a container");
+                }
+            }
+            if let Err(e) = blocking(move || shim.shutdown()).await {
+                tracing::warn!(error = %format!("{e:#}"), "removing the sandbox");
+            }
+        }
+        let dir = self.k.cfg.pod_dir(&self.uid);
+        let _ = blocking(move || {
+            volumes::cleanup(&dir);
+            Ok(())
+        })
+        .await;
+        self.shim = None;
+    }
+
+    /// The final delete the kubelet makes once everything is stopped.
+    async fn delete_object(&self, pod: &Pod) -> anyhow::Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn all_containers(pod: &Pod) -> Vec<Container> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut all = spec.init_containers.unwrap_or_default();
+    all.extend(spec.containers);
+    all
+}
+
+pub fn qos_class(pod: &Pod) -> String {
+    let v = serde_json::to_value(pod).unwrap_or_default();
+    crate::apiserver::admission::qos::pod_qos_class(&v).to_string()
+}
+
+/// What each exited container wrote to its terminationMessagePath.
+fn termination_messages(pod_dir: &std::path::Path, states: &[ContainerState]) -> HashMap<String, String> {
+    states
+        .iter()
+        .filter(|s| s.status == Status::Exited)
+        .filter_map(|s| {
+            let file = pod_dir.join("containers").join(&s.name).join(format!("{}-termination-log", s.attempt));
+            let text = std::fs::read_to_string(file).ok()?;
+            Some((s.id.clone(), text.chars().take(4096).collect()))
+        })
+        .collect()
+}
+
+/// Credentials from the pod's imagePullSecrets for the image's registry.
+async fn pull_secret(
+    client: &kube::Client,
+    pod: &Pod,
+    image: &str,
+) -> Option<crate::runtime::images::Credentials> {
+    let names = pod.spec.as_ref()?.image_pull_secrets.clone()?;
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let host = crate::runtime::images::store::resolve_name(image)
+        .ok()?
+        .split('/')
+        .next()?
+        .to_string();
+    for r in names {
+        let Ok(Some(secret)) = api.get_opt(&r.name).await else { continue };
+        let data = secret.data.unwrap_or_default();
+        let Some(raw) = data.get(".dockerconfigjson").or_else(|| data.get(".dockercfg")) else { continue };
+        let Ok(cfg) = serde_json::from_slice::<Value>(&raw.0) else { continue };
+        let auths = cfg.get("auths").unwrap_or(&cfg);
+        let Some(obj) = auths.as_object() else { continue };
+        for (server, entry) in obj {
+            let server = server.trim_start_matches("https://").trim_start_matches("http://");
+            let server = server.split('/').next().unwrap_or_default();
+            let matches = server == host || (host == "docker.io" && server == "index.docker.io");
+            if !matches {
+                continue;
+            }
+            let (mut user, mut pass) = (
+                entry["username"].as_str().unwrap_or_default().to_string(),
+                entry["password"].as_str().unwrap_or_default().to_string(),
+            );
+            if let Some(auth) = entry["auth"].as_str() {
+                use base64::Engine;
+                if let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(auth) {
+                    if let Some((u, p)) = String::from_utf8_lossy(&dec).split_once(':') {
+                        user = u.to_string();
+                        pass = p.to_string();
+                    }
+                }
+            }
+            return Some(crate::runtime::images::Credentials {
+                username: user,
+                password: pass,
+            });
+        }
+    }
+    None
+}
