@@ -74,10 +74,37 @@ pub async fn run(k: Arc<Kubelet>, mut rx: watch::Receiver<PodUpdate>) {
         if done {
             return;
         }
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(RESYNC) => {}
+        // Our own status writes come back as updates; only a change of what
+        // the pod asks for is worth syncing before the next tick.
+        let seen = wanted(&rx.borrow());
+        let tick = tokio::time::Instant::now() + RESYNC;
+        loop {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if wanted(&rx.borrow()) != seen {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(tick) => break,
+            }
         }
+    }
+}
+
+/// The parts of a pod update that call for acting on it now.
+fn wanted(update: &PodUpdate) -> Option<Value> {
+    match update {
+        PodUpdate::Gone => None,
+        PodUpdate::Pod(p) => Some(json!([
+            p.metadata.generation,
+            p.metadata.deletion_timestamp,
+            p.metadata.labels,
+            p.metadata.annotations,
+            p.spec,
+        ])),
     }
 }
 

@@ -17,6 +17,9 @@ pub struct Server {
     pub port: u16,
     pub kubeconfig: PathBuf,
     extra_env: Vec<(String, String)>,
+    /// With a node: the network namespace the server (and everything it
+    /// runs, and every kubectl of the test) lives in.
+    pub netns: Option<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -70,9 +73,59 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            netns: None,
         };
         s.spawn();
         s
+    }
+
+    /// A server with its node, alone in a new network namespace (a veth
+    /// pair inside it gives it a default route), with the project's test
+    /// image in its airgap folder.
+    pub fn start_node() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("config.yaml"), "").expect("config");
+        std::fs::write(
+            dir.path().join("tokens.csv"),
+            format!("{TEST_TOKEN},test-user,1000,\"developers,testers\"\n"),
+        )
+        .expect("token file");
+        let images = dir.path().join("data/agent/images");
+        std::fs::create_dir_all(&images).expect("airgap dir");
+        let archive = images::test_image_dir().join("busybox-oci.tar");
+        std::fs::copy(&archive, images.join("busybox-oci.tar")).expect("copy test image");
+        let name = format!("kone-t-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        netns_setup(&name);
+        let mut s = Server {
+            child: None,
+            port: 6443,
+            kubeconfig: dir.path().join("kubeconfig.yaml"),
+            dir,
+            extra_env: vec![],
+            netns: Some(name),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn pod_log_dir(&self) -> PathBuf {
+        self.dir.path().join("pods")
+    }
+
+    /// A command run inside the node's network namespace (if any).
+    pub fn in_netns(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -89,24 +142,31 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kone"));
+        let mut cmd = self.in_netns(env!("CARGO_BIN_EXE_kone"));
         cmd.arg("server")
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--https-listen-port")
             .arg(self.port.to_string())
-            .arg("--bind-address")
-            .arg("127.0.0.1")
             .arg("--write-kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--token-auth-file")
             .arg(self.dir.path().join("tokens.csv"))
             .arg("--config")
             .arg(self.dir.path().join("config.yaml"))
-            .arg("--disable-agent")
             .env("KONE_LOG", "kone=debug,info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
+        if self.netns.is_some() {
+            cmd.arg("--node-name")
+                .arg("node1")
+                .arg("--run-dir")
+                .arg(self.run_dir())
+                .arg("--pod-log-dir")
+                .arg(self.pod_log_dir());
+        } else {
+            cmd.arg("--bind-address").arg("127.0.0.1").arg("--disable-agent");
+        }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -156,7 +216,7 @@ impl Server {
     }
 
     pub fn kubectl_cmd(&self, version: Option<&str>) -> Command {
-        let mut c = Command::new(kubectl_path(version));
+        let mut c = self.in_netns(kubectl_path(version));
         c.env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
             .env_remove("KUBECTL_EXTERNAL_DIFF");
@@ -234,6 +294,19 @@ pub fn assert_ok(out: &Output, what: impl std::fmt::Debug) {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(ns) = self.netns.take() {
+            // Pods outlive the server by design: remove them, then the netns.
+            let _ = Command::new(env!("CARGO_BIN_EXE_kone"))
+                .args(["runtime", "--run-dir"])
+                .arg(self.run_dir())
+                .arg("--data-dir")
+                .arg(self.data_dir())
+                .arg("rmp")
+                .args(pod_ids(&self.run_dir()))
+                .env("KONE_LOG", "error")
+                .output();
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
         if std::thread::panicking() {
             eprintln!(
                 "---- kone server log ({}) ----\n{}",
@@ -242,6 +315,28 @@ impl Drop for Server {
             );
         }
     }
+}
+
+fn pod_ids(run_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(run_dir.join("pods"))
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// A network namespace with loopback up and a default route through a
+/// veth pair that lives entirely inside it.
+fn netns_setup(name: &str) {
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().expect("run ip");
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ip(&["netns", "add", name]);
+    ip(&["-n", name, "link", "set", "lo", "up"]);
+    ip(&["-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+    ip(&["-n", name, "addr", "add", "10.99.0.2/24", "dev", "eth0"]);
+    ip(&["-n", name, "link", "set", "eth0", "up"]);
+    ip(&["-n", name, "link", "set", "eth0p", "up"]);
+    ip(&["-n", name, "route", "add", "default", "via", "10.99.0.1"]);
 }
 
 fn tail(s: &str, lines: usize) -> String {
