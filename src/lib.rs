@@ -9,6 +9,7 @@ pub mod controllers;
 pub mod datastore;
 pub mod identity;
 pub mod kubectl;
+pub mod kubelet;
 pub mod netinfo;
 pub mod runtime;
 pub mod server;
