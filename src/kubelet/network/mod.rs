@@ -68,11 +68,11 @@ impl PodNetwork {
     pub async fn ensure_node(&self) -> Result<()> {
         let bridge = self.bridge.clone();
         let address = Ipv4Net::new(self.gateway(), self.pod_cidr.prefix_len())?;
-        let rules = nft::ruleset(&self.bridge, self.pod_cidr, self.cluster_cidr);
+        let (pod_cidr, cluster_cidr) = (self.pod_cidr, self.cluster_cidr);
         netns::run_in(self.node_ns.clone(), move |handle| async move {
             bridge::ensure(&handle, &bridge, address).await?;
             bridge::enable_forwarding()?;
-            nft::apply(&rules)
+            nft::apply(&bridge, pod_cidr, cluster_cidr)
         })
         .await?;
         tracing::info!(bridge = %self.bridge, pod_cidr = %self.pod_cidr, "node network ready");
