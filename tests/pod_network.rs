@@ -158,6 +158,14 @@ fn pods_on_the_bridge_reach_each_other_and_the_node() {
             table.contains("ip saddr 10.42.0.0/24 ip daddr != 10.42.0.0/16 masquerade"),
             "{table}"
         );
+        for rule in [
+            "type nat hook postrouting priority srcnat; policy accept;",
+            "type filter hook forward priority filter; policy accept;",
+            "iifname \"cni0\" accept",
+            "oifname \"cni0\" accept",
+        ] {
+            assert!(table.contains(rule), "{rule} in {table}");
+        }
         assert_eq!(
             table.matches("masquerade").count(),
             1,
