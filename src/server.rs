@@ -96,7 +96,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &ident,
     )?;
 
-    let controllers = client::in_process(app.clone(), client::controller_user("kube-controller-manager"));
+    let controllers = client::in_process(
+        app.clone(),
+        client::controller_user("kube-controller-manager"),
+    );
     tokio::spawn(controllers::namespace::run(controllers.clone()));
     tokio::spawn(controllers::crd::run(controllers));
 

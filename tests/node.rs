@@ -30,7 +30,11 @@ fn wait_pod(s: &Server, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> V
         if f(&p) {
             return p;
         }
-        assert!(Instant::now() < deadline, "pod {name}: timed out waiting for {what}: {}", p["status"]);
+        assert!(
+            Instant::now() < deadline,
+            "pod {name}: timed out waiting for {what}: {}",
+            p["status"]
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -51,7 +55,9 @@ fn log_lines(s: &Server, p: &Value, container: &str) -> Vec<String> {
         m["name"].as_str().unwrap(),
         m["uid"].as_str().unwrap()
     ));
-    let restarts = container_status(p, container)["restartCount"].as_u64().unwrap_or(0);
+    let restarts = container_status(p, container)["restartCount"]
+        .as_u64()
+        .unwrap_or(0);
     let file = dir.join(container).join(format!("{restarts}.log"));
     std::fs::read_to_string(file)
         .unwrap_or_default()
@@ -65,11 +71,21 @@ fn node_registers_ready_with_upstream_fields() {
     let started = Instant::now();
     let s = Server::start_node();
     wait_until("node Ready", Duration::from_secs(10), || {
-        s.kubectl(&["get", "node", "node1", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
-            .stdout
+        s.kubectl(&[
+            "get",
+            "node",
+            "node1",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .stdout
             == b"True"
     });
-    assert!(started.elapsed() < Duration::from_secs(8), "ready after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "ready after {:?}",
+        started.elapsed()
+    );
     let n = json(&s, &["get", "node", "node1", "-o", "json"]);
     let labels = &n["metadata"]["labels"];
     assert_eq!(labels["kubernetes.io/hostname"], "node1");
@@ -78,16 +94,50 @@ fn node_registers_ready_with_upstream_fields() {
     assert_eq!(labels["node.kubernetes.io/instance-type"], "kone");
     assert_eq!(n["spec"]["podCIDR"], "10.42.0.0/24");
     let st = &n["status"];
-    assert!(st["addresses"].as_array().unwrap().iter().any(|a| a["type"] == "InternalIP" && a["address"] == "10.99.0.2"), "{}", st["addresses"]);
+    assert!(
+        st["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["type"] == "InternalIP" && a["address"] == "10.99.0.2"),
+        "{}",
+        st["addresses"]
+    );
     assert_eq!(st["capacity"]["pods"], "110");
-    assert!(st["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap().starts_with("kone://"));
+    assert!(st["nodeInfo"]["containerRuntimeVersion"]
+        .as_str()
+        .unwrap()
+        .starts_with("kone://"));
     for c in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
-        assert!(st["conditions"].as_array().unwrap().iter().any(|x| x["type"] == c && x["reason"].is_string()), "{c}");
+        assert!(
+            st["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["type"] == c && x["reason"].is_string()),
+            "{c}"
+        );
     }
-    let lease = json(&s, &["get", "lease", "-n", "kube-node-lease", "node1", "-o", "json"]);
+    let lease = json(
+        &s,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            "node1",
+            "-o",
+            "json",
+        ],
+    );
     assert_eq!(lease["spec"]["holderIdentity"], "node1");
     let wide = s.ok(&["get", "nodes", "-o", "wide"]);
-    assert!(wide.contains("control-plane,master") && wide.contains("10.99.0.2") && wide.contains("kone://"), "{wide}");
+    assert!(
+        wide.contains("control-plane,master")
+            && wide.contains("10.99.0.2")
+            && wide.contains("kone://"),
+        "{wide}"
+    );
 }
 
 const WORKLOAD: &str = r#"
@@ -159,13 +209,26 @@ fn pods_run_with_init_containers_volumes_and_env() {
     apply(&s, WORKLOAD);
     let p = wait_pod(&s, "app", "Running and Ready", |p| {
         p["status"]["phase"] == "Running"
-            && p["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            && p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
     });
     let inits = p["status"]["initContainerStatuses"].as_array().unwrap();
-    assert!(inits.iter().all(|c| c["state"]["terminated"]["reason"] == "Completed"), "{inits:?}");
+    assert!(
+        inits
+            .iter()
+            .all(|c| c["state"]["terminated"]["reason"] == "Completed"),
+        "{inits:?}"
+    );
     assert_eq!(p["status"]["qosClass"], "BestEffort");
-    assert!(container_status(&p, "main")["containerID"].as_str().unwrap().starts_with("kone://"));
-    wait_until("main's output", Duration::from_secs(10), || log_lines(&s, &p, "main").len() >= 5);
+    assert!(container_status(&p, "main")["containerID"]
+        .as_str()
+        .unwrap()
+        .starts_with("kone://"));
+    wait_until("main's output", Duration::from_secs(10), || {
+        log_lines(&s, &p, "main").len() >= 5
+    });
     let lines = log_lines(&s, &p, "main");
     assert_eq!(
         lines[..5],
@@ -179,10 +242,54 @@ fn pods_run_with_init_containers_volumes_and_env() {
         "{lines:?}"
     );
     wait_until("side sees the emptyDir", Duration::from_secs(10), || {
-        log_lines(&s, &p, "side").iter().any(|l| l == "side sees shared")
+        log_lines(&s, &p, "side")
+            .iter()
+            .any(|l| l == "side sees shared")
     });
     let wide = s.ok(&["get", "pod", "app", "-o", "wide"]);
-    assert!(wide.contains("2/2") && wide.contains("Running") && wide.contains("node1"), "{wide}");
+    assert!(
+        wide.contains("2/2") && wide.contains("Running") && wide.contains("node1"),
+        "{wide}"
+    );
+}
+
+#[test]
+fn pods_get_addresses_the_node_reaches_and_release_them() {
+    let s = Server::start_node();
+    apply(
+        &s,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  nodeName: node1
+  containers:
+  - name: httpd
+    image: kone.test/busybox:1
+    command: ["sh", "-c", "mkdir /www; echo served-by-$(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www"]
+"#,
+    );
+    let p = wait_pod(&s, "web", "an IP", |p| {
+        p["status"]["podIP"].is_string() && p["status"]["phase"] == "Running"
+    });
+    let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.42.0.") && ip != "10.42.0.1", "{ip}");
+    assert_eq!(p["status"]["podIPs"][0]["ip"], ip.as_str());
+    let fetch = || {
+        s.in_netns("curl")
+            .args(["-s", "-m", "2", &format!("http://{ip}:8080/index.html")])
+            .output()
+            .expect("wget")
+    };
+    wait_until("the node reaches the pod", Duration::from_secs(10), || {
+        fetch().status.success()
+    });
+    assert_eq!(String::from_utf8_lossy(&fetch().stdout), "served-by-web\n");
+    let ipam = s.data_dir().join("agent/ipam");
+    assert!(ipam.join(&ip).exists(), "allocation file for {ip}");
+    s.ok(&["delete", "pod", "web", "--grace-period=1"]);
+    assert!(!ipam.join(&ip).exists(), "the address was not released");
 }
 
 #[test]
@@ -234,29 +341,57 @@ spec:
     });
     let c = container_status(&p, "c");
     assert_eq!(c["lastState"]["terminated"]["exitCode"], 1, "{c}");
-    assert!(c["state"]["waiting"]["message"].as_str().unwrap().starts_with("back-off 10s restarting failed container=c pod=crasher_default("), "{c}");
-    assert!(s.ok(&["get", "pod", "crasher"]).contains("CrashLoopBackOff"));
+    assert!(
+        c["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("back-off 10s restarting failed container=c pod=crasher_default("),
+        "{c}"
+    );
+    assert!(s
+        .ok(&["get", "pod", "crasher"])
+        .contains("CrashLoopBackOff"));
 
     let p = wait_pod(&s, "nonroot", "CreateContainerConfigError", |p| {
         container_status(p, "c")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
     });
-    let msg = container_status(&p, "c")["state"]["waiting"]["message"].as_str().unwrap().to_string();
-    assert!(msg.starts_with("container has runAsNonRoot and image will run as root"), "{msg}");
+    let msg = container_status(&p, "c")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.starts_with("container has runAsNonRoot and image will run as root"),
+        "{msg}"
+    );
 
     let p = wait_pod(&s, "needs-cm", "CreateContainerConfigError", |p| {
         container_status(p, "c")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
     });
-    assert_eq!(container_status(&p, "c")["state"]["waiting"]["message"], "configmap \"later\" not found");
+    assert_eq!(
+        container_status(&p, "c")["state"]["waiting"]["message"],
+        "configmap \"later\" not found"
+    );
     s.ok(&["create", "configmap", "later", "--from-literal=x=1"]);
-    wait_pod(&s, "needs-cm", "Running once the configmap exists", |p| p["status"]["phase"] == "Running");
+    wait_pod(&s, "needs-cm", "Running once the configmap exists", |p| {
+        p["status"]["phase"] == "Running"
+    });
 
     // ImagePullBackOff between attempts, ErrImagePull again at the next one.
     let p = wait_pod(&s, "no-image", "ImagePullBackOff", |p| {
         container_status(p, "c")["state"]["waiting"]["reason"] == "ImagePullBackOff"
     });
-    wait_pod(&s, "no-image", "ErrImagePull", |p| container_status(p, "c")["state"]["waiting"]["reason"] == "ErrImagePull");
-    let msg = container_status(&p, "c")["state"]["waiting"]["message"].as_str().unwrap().to_string();
-    assert!(msg.contains("Failed to pull image \"127.0.0.1:9/nothing/here:1\"") && msg.contains("refused"), "{msg}");
+    wait_pod(&s, "no-image", "ErrImagePull", |p| {
+        container_status(p, "c")["state"]["waiting"]["reason"] == "ErrImagePull"
+    });
+    let msg = container_status(&p, "c")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("Failed to pull image \"127.0.0.1:9/nothing/here:1\"")
+            && msg.contains("refused"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -270,9 +405,13 @@ fn graceful_delete_and_restart_keep_their_promises() {
     }
     apply(&s, &manifest);
     for i in 0..3 {
-        wait_pod(&s, &format!("p{i}"), "Running", |p| p["status"]["phase"] == "Running");
+        wait_pod(&s, &format!("p{i}"), "Running", |p| {
+            p["status"]["phase"] == "Running"
+        });
     }
-    let before: Vec<Value> = (0..3).map(|i| container_status(&pod(&s, &format!("p{i}")), "c").clone()).collect();
+    let before: Vec<Value> = (0..3)
+        .map(|i| container_status(&pod(&s, &format!("p{i}")), "c").clone())
+        .collect();
 
     // kill -9 and start again: the containers were not restarted.
     s.restart();
@@ -281,7 +420,10 @@ fn graceful_delete_and_restart_keep_their_promises() {
         let p = pod(&s, &format!("p{i}"));
         let now = container_status(&p, "c");
         assert_eq!(now["containerID"], old["containerID"], "p{i} was restarted");
-        assert_eq!(now["state"]["running"]["startedAt"], old["state"]["running"]["startedAt"]);
+        assert_eq!(
+            now["state"]["running"]["startedAt"],
+            old["state"]["running"]["startedAt"]
+        );
         assert_eq!(now["restartCount"], 0);
         let n = log_lines(&s, &p, "c").len();
         std::thread::sleep(Duration::from_millis(600));
@@ -292,6 +434,9 @@ fn graceful_delete_and_restart_keep_their_promises() {
     let started = Instant::now();
     s.ok(&["delete", "pod", "p0", "--wait=true"]);
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(12), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(12),
+        "{took:?}"
+    );
     assert!(!s.kubectl(&["get", "pod", "p0"]).status.success());
 }

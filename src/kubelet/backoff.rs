@@ -18,7 +18,10 @@ pub struct Backoff {
 impl Backoff {
     /// Records a failure seen at `at`; returns when a retry is allowed.
     pub fn fail(&mut self, at: Instant) -> Instant {
-        if self.last.is_some_and(|l| at.duration_since(l) > RESET_AFTER + self.delay.unwrap_or_default()) {
+        if self
+            .last
+            .is_some_and(|l| at.duration_since(l) > RESET_AFTER + self.delay.unwrap_or_default())
+        {
             self.delay = None;
         }
         let wait = match self.delay {

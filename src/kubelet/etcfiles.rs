@@ -44,7 +44,9 @@ pub fn hosts(pod: &Pod, cfg: &KubeletConfig, pod_ip: Option<&str>) -> String {
             _ => out.push_str(&format!("{ip}\t{host}\n")),
         }
     }
-    let aliases = spec.and_then(|s| s.host_aliases.clone()).unwrap_or_default();
+    let aliases = spec
+        .and_then(|s| s.host_aliases.clone())
+        .unwrap_or_default();
     if !aliases.is_empty() {
         out.push_str("\n# Entries added by HostAliases.\n");
         for a in aliases {
@@ -69,7 +71,8 @@ pub fn resolv_conf(pod: &Pod, cfg: &KubeletConfig) -> String {
             .flat_map(|v| v.split_whitespace().map(String::from).collect::<Vec<_>>())
             .collect()
     };
-    let cluster_first = policy == "ClusterFirstWithHostNet" || (policy == "ClusterFirst" && !host_net);
+    let cluster_first =
+        policy == "ClusterFirstWithHostNet" || (policy == "ClusterFirst" && !host_net);
     let (mut servers, mut searches, mut options) = match policy.as_str() {
         "None" => (vec![], vec![], vec![]),
         _ if cluster_first => (
@@ -81,7 +84,11 @@ pub fn resolv_conf(pod: &Pod, cfg: &KubeletConfig) -> String {
             ],
             vec!["ndots:5".to_string()],
         ),
-        _ => (host_field("nameserver"), host_field("search"), host_field("options")),
+        _ => (
+            host_field("nameserver"),
+            host_field("search"),
+            host_field("options"),
+        ),
     };
     if cluster_first {
         searches.extend(host_field("search"));
@@ -112,14 +119,23 @@ pub fn resolv_conf(pod: &Pod, cfg: &KubeletConfig) -> String {
 }
 
 /// Writes the three files under the pod's folder.
-pub fn write(dir: &Path, pod: &Pod, cfg: &KubeletConfig, pod_ip: Option<&str>) -> std::io::Result<EtcFiles> {
+pub fn write(
+    dir: &Path,
+    pod: &Pod,
+    cfg: &KubeletConfig,
+    pod_ip: Option<&str>,
+) -> std::io::Result<EtcFiles> {
     fs::create_dir_all(dir)?;
     let files = EtcFiles {
         hosts: dir.join("etc-hosts"),
         resolv: dir.join("resolv.conf"),
         hostname: dir.join("etc-hostname"),
     };
-    let host_net = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    let host_net = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
     let hosts_text = if host_net {
         fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
@@ -128,7 +144,10 @@ pub fn write(dir: &Path, pod: &Pod, cfg: &KubeletConfig, pod_ip: Option<&str>) -
     fs::write(&files.hosts, hosts_text)?;
     fs::write(&files.resolv, resolv_conf(pod, cfg))?;
     let name = if host_net {
-        fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     } else {
         hostname(pod)
     };

@@ -50,6 +50,7 @@ pub struct Kubelet {
     pub client: kube::Client,
     pub runtime: Arc<Runtime>,
     pub puller: Puller,
+    pub network: network::PodNetwork,
 }
 
 pub async fn run(
@@ -68,6 +69,12 @@ pub async fn run(
         tracing::info!(images = imported.len(), "imported airgap images");
     }
     let puller = Puller::new(runtime.images().clone(), registries);
+    let network = network::PodNetwork::new(
+        &cfg.data_dir.join("agent").join("ipam"),
+        cfg.pod_cidr,
+        cfg.cluster_cidr,
+    )?;
+    network.ensure_node().await?;
     let cfg = Arc::new(cfg);
     node::register(&client, &cfg).await?;
     node::renew_lease(&client, &cfg).await?;
@@ -77,6 +84,7 @@ pub async fn run(
         client,
         runtime: Arc::new(runtime),
         puller,
+        network,
     });
     pods::run(kubelet).await
 }

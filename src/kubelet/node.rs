@@ -31,7 +31,10 @@ pub fn labels(cfg: &KubeletConfig) -> BTreeMap<String, String> {
         ("beta.kubernetes.io/instance-type".into(), "kone".into()),
     ]);
     if cfg.server_node {
-        l.insert("node-role.kubernetes.io/control-plane".into(), "true".into());
+        l.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            "true".into(),
+        );
         l.insert("node-role.kubernetes.io/master".into(), "true".into());
     }
     l
@@ -69,6 +72,8 @@ fn memory_kib() -> (u64, u64) {
 }
 
 /// Size and free bytes of the filesystem holding `path`.
+// The casts matter on 32-bit targets (Raspberry Pi OS), where the fields are narrower.
+#[allow(clippy::unnecessary_cast)]
 fn disk_bytes(path: &std::path::Path) -> (u64, u64) {
     match nix::sys::statvfs::statvfs(path) {
         Ok(s) => {
@@ -173,7 +178,11 @@ pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Res
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let patch = json!({"metadata": {"labels": labels(cfg)}});
             nodes
-                .patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
                 .context("updating the node's labels")?;
         }
@@ -190,7 +199,11 @@ pub async fn update_status(
     let nodes: Api<Node> = Api::all(client.clone());
     let patch = json!({"status": status(cfg, pressure)});
     nodes
-        .patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &cfg.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .context("updating the node status")?;
     Ok(())
@@ -210,7 +223,11 @@ pub async fn renew_lease(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::
         },
     });
     match leases
-        .patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &cfg.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(()),

@@ -16,8 +16,8 @@ use super::Kubelet;
 
 pub async fn run(kubelet: Arc<Kubelet>) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::all(kubelet.client.clone());
-    let config = watcher::Config::default()
-        .fields(&format!("spec.nodeName={}", kubelet.cfg.node_name));
+    let config =
+        watcher::Config::default().fields(&format!("spec.nodeName={}", kubelet.cfg.node_name));
     let mut stream = watcher::watcher(pods, config).boxed();
     let mut workers: HashMap<String, watch::Sender<PodUpdate>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
@@ -62,7 +62,11 @@ fn uid(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
 }
 
-fn dispatch(kubelet: &Arc<Kubelet>, workers: &mut HashMap<String, watch::Sender<PodUpdate>>, pod: Pod) {
+fn dispatch(
+    kubelet: &Arc<Kubelet>,
+    workers: &mut HashMap<String, watch::Sender<PodUpdate>>,
+    pod: Pod,
+) {
     let id = uid(&pod);
     if id.is_empty() {
         return;
@@ -83,10 +87,10 @@ fn dispatch(kubelet: &Arc<Kubelet>, workers: &mut HashMap<String, watch::Sender<
 /// Sandboxes on this node whose pod is not in the API any more.
 async fn remove_orphans(kubelet: &Arc<Kubelet>, live: &HashSet<String>) {
     let rt = kubelet.runtime.clone();
-    let live = live.clone();
+    let alive = live.clone();
     let result = tokio::task::spawn_blocking(move || {
         for id in rt.sandbox_ids() {
-            if live.contains(&id) {
+            if alive.contains(&id) {
                 continue;
             }
             tracing::info!(sandbox = %id, "removing the sandbox of a pod that no longer exists");
@@ -105,5 +109,19 @@ async fn remove_orphans(kubelet: &Arc<Kubelet>, live: &HashSet<String>) {
     .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "removing orphaned sandboxes");
+    }
+    // Addresses of pods that are gone (their sandbox may be gone already).
+    match kubelet.network.allocations() {
+        Ok(held) => {
+            for (id, ip) in held {
+                if !live.contains(&id) {
+                    tracing::info!(pod = %id, %ip, "releasing the address of a pod that no longer exists");
+                    if let Err(e) = kubelet.network.teardown(&id).await {
+                        tracing::warn!(pod = %id, error = %format!("{e:#}"), "releasing an address");
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "listing pod addresses"),
     }
 }

@@ -35,7 +35,10 @@ pub struct Observed<'a> {
 }
 
 /// The newest and the previous run of a container, by attempt.
-pub fn runs<'a>(states: &'a [ContainerState], name: &str) -> (Option<&'a ContainerState>, Option<&'a ContainerState>) {
+pub fn runs<'a>(
+    states: &'a [ContainerState],
+    name: &str,
+) -> (Option<&'a ContainerState>, Option<&'a ContainerState>) {
     let mut mine: Vec<&ContainerState> = states.iter().filter(|s| s.name == name).collect();
     mine.sort_by_key(|s| s.attempt);
     let latest = mine.pop();
@@ -59,7 +62,10 @@ fn terminated(s: &ContainerState, messages: &HashMap<String, String>) -> Value {
 /// RFC 3339 with whole seconds, as metav1.Time serializes.
 fn seconds(ts: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(ts)
-        .map(|t| t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
         .unwrap_or_else(|_| ts.to_string())
 }
 
@@ -72,8 +78,12 @@ fn container_status(o: &Observed, c: &Container, init_pending: bool) -> Value {
             json!({"running": {"startedAt": l.started_at.as_deref().map(seconds)}})
         }
         (_, Some(w)) => json!({"waiting": {"reason": w.reason, "message": w.message}}),
-        (Some(l), None) if l.status == Status::Exited => json!({"terminated": terminated(l, o.messages)}),
-        _ => json!({"waiting": {"reason": if init_pending { "PodInitializing" } else { "ContainerCreating" }}}),
+        (Some(l), None) if l.status == Status::Exited => {
+            json!({"terminated": terminated(l, o.messages)})
+        }
+        _ => {
+            json!({"waiting": {"reason": if init_pending { "PodInitializing" } else { "ContainerCreating" }}})
+        }
     };
     // The previous run; or, while waiting to restart, the run that ended.
     let last = match (latest, waiting) {
@@ -102,7 +112,11 @@ fn succeeded(s: Option<&ContainerState>) -> bool {
 
 /// Whether every init container has completed.
 pub fn initialized(pod: &Pod, states: &[ContainerState]) -> bool {
-    let inits = pod.spec.as_ref().and_then(|s| s.init_containers.clone()).unwrap_or_default();
+    let inits = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.clone())
+        .unwrap_or_default();
     inits.iter().all(|c| {
         let (latest, _) = runs(states, &c.name);
         // A sidecar (restartPolicy Always) counts once it runs.
@@ -119,15 +133,26 @@ pub fn phase(pod: &Pod, states: &[ContainerState], init_failed: bool) -> &'stati
         return "Failed";
     }
     let spec = pod.spec.as_ref();
-    let policy = spec.and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+    let policy = spec
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_else(|| "Always".into());
     let containers = spec.map(|s| s.containers.clone()).unwrap_or_default();
-    let latest: Vec<Option<&ContainerState>> = containers.iter().map(|c| runs(states, &c.name).0).collect();
-    let all_exited = latest.iter().all(|l| l.is_some_and(|l| l.status == Status::Exited));
-    let any_started = latest.iter().any(|l| l.is_some_and(|l| l.started_at.is_some()));
+    let latest: Vec<Option<&ContainerState>> =
+        containers.iter().map(|c| runs(states, &c.name).0).collect();
+    let all_exited = latest
+        .iter()
+        .all(|l| l.is_some_and(|l| l.status == Status::Exited));
+    let any_started = latest
+        .iter()
+        .any(|l| l.is_some_and(|l| l.started_at.is_some()));
     let all_created = latest.iter().all(|l| l.is_some());
     match policy.as_str() {
         "Never" if all_exited => {
-            if latest.iter().all(|l| succeeded(*l)) { "Succeeded" } else { "Failed" }
+            if latest.iter().all(|l| succeeded(*l)) {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
         }
         "OnFailure" if all_exited && latest.iter().all(|l| succeeded(*l)) => "Succeeded",
         _ if all_created && any_started => "Running",
@@ -140,16 +165,28 @@ pub fn compute(o: &Observed, init_failed: bool) -> Value {
     let spec = pod.spec.as_ref();
     let init_done = initialized(pod, o.states);
     let containers = spec.map(|s| s.containers.clone()).unwrap_or_default();
-    let inits = spec.and_then(|s| s.init_containers.clone()).unwrap_or_default();
-    let statuses: Vec<Value> = containers.iter().map(|c| container_status(o, c, !init_done)).collect();
-    let init_statuses: Vec<Value> = inits.iter().map(|c| container_status(o, c, false)).collect();
+    let inits = spec
+        .and_then(|s| s.init_containers.clone())
+        .unwrap_or_default();
+    let statuses: Vec<Value> = containers
+        .iter()
+        .map(|c| container_status(o, c, !init_done))
+        .collect();
+    let init_statuses: Vec<Value> = inits
+        .iter()
+        .map(|c| container_status(o, c, false))
+        .collect();
     let phase = phase(pod, o.states, init_failed);
     let all_ready = statuses.iter().all(|s| s["ready"] == true);
     let old: Vec<Value> = pod
         .status
         .as_ref()
         .and_then(|s| s.conditions.clone())
-        .map(|c| c.into_iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
+        .map(|c| {
+            c.into_iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let cond = |kind: &str, ok: bool, reason: Option<&str>| -> Value {
@@ -166,10 +203,22 @@ pub fn compute(o: &Observed, init_failed: bool) -> Value {
         c
     };
     let finished = phase == "Succeeded" || phase == "Failed";
-    let not_ready = if finished { "PodCompleted" } else { "ContainersNotReady" };
+    let not_ready = if finished {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let mut conditions = vec![
         cond("PodReadyToStartContainers", o.sandbox_ready, None),
-        cond("Initialized", init_done || (finished && !init_failed), Some(if finished { "PodCompleted" } else { "ContainersNotInitialized" })),
+        cond(
+            "Initialized",
+            init_done || (finished && !init_failed),
+            Some(if finished {
+                "PodCompleted"
+            } else {
+                "ContainersNotInitialized"
+            }),
+        ),
         cond("Ready", all_ready && !finished, Some(not_ready)),
         cond("ContainersReady", all_ready && !finished, Some(not_ready)),
     ];

@@ -36,9 +36,17 @@ pub async fn prepare(
     pod: &Pod,
     pod_dir: &Path,
 ) -> Result<HashMap<String, PathBuf>, ConfigError> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut out = HashMap::new();
-    let vols = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let vols = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
     for v in vols {
         let dir = volumes_dir(pod_dir).join(&v.name);
         let path = prepare_one(client, pod, &ns, &v, &dir)
@@ -66,7 +74,13 @@ async fn prepare_one(
                     .map_err(|e| anyhow::anyhow!("emptyDir {:?} sizeLimit: {e}", v.name))?;
                 opts.push_str(&format!(",size={}", q.value()));
             }
-            mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::empty(), Some(opts.as_str()))?;
+            mount(
+                Some("tmpfs"),
+                dir,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some(opts.as_str()),
+            )?;
         }
         return Ok(dir.to_path_buf());
     }
@@ -76,13 +90,27 @@ async fn prepare_one(
         return Ok(path);
     }
     if let Some(cm) = &v.config_map {
-        let files = config_map_files(client, ns, &cm.name, cm.items.as_deref(), cm.optional.unwrap_or(false)).await?;
+        let files = config_map_files(
+            client,
+            ns,
+            &cm.name,
+            cm.items.as_deref(),
+            cm.optional.unwrap_or(false),
+        )
+        .await?;
         write_atomic(dir, &files, cm.default_mode.unwrap_or(0o644))?;
         return Ok(dir.to_path_buf());
     }
     if let Some(sec) = &v.secret {
         let name = sec.secret_name.clone().unwrap_or_default();
-        let files = secret_files(client, ns, &name, sec.items.as_deref(), sec.optional.unwrap_or(false)).await?;
+        let files = secret_files(
+            client,
+            ns,
+            &name,
+            sec.items.as_deref(),
+            sec.optional.unwrap_or(false),
+        )
+        .await?;
         write_atomic(dir, &files, sec.default_mode.unwrap_or(0o644))?;
         return Ok(dir.to_path_buf());
     }
@@ -95,22 +123,49 @@ async fn prepare_one(
         let mut files = BTreeMap::new();
         for src in p.sources.clone().unwrap_or_default() {
             if let Some(cm) = src.config_map {
-                files.extend(config_map_files(client, ns, &cm.name, cm.items.as_deref(), cm.optional.unwrap_or(false)).await?);
+                files.extend(
+                    config_map_files(
+                        client,
+                        ns,
+                        &cm.name,
+                        cm.items.as_deref(),
+                        cm.optional.unwrap_or(false),
+                    )
+                    .await?,
+                );
             }
             if let Some(s) = src.secret {
-                files.extend(secret_files(client, ns, &s.name, s.items.as_deref(), s.optional.unwrap_or(false)).await?);
+                files.extend(
+                    secret_files(
+                        client,
+                        ns,
+                        &s.name,
+                        s.items.as_deref(),
+                        s.optional.unwrap_or(false),
+                    )
+                    .await?,
+                );
             }
             if let Some(da) = src.downward_api {
-                files.extend(downward_files(pod, da.items.as_deref().unwrap_or_default())?);
+                files.extend(downward_files(
+                    pod,
+                    da.items.as_deref().unwrap_or_default(),
+                )?);
             }
             if src.service_account_token.is_some() {
-                anyhow::bail!("volume {:?}: serviceAccountToken projections are not supported yet", v.name);
+                anyhow::bail!(
+                    "volume {:?}: serviceAccountToken projections are not supported yet",
+                    v.name
+                );
             }
         }
         write_atomic(dir, &files, p.default_mode.unwrap_or(0o644))?;
         return Ok(dir.to_path_buf());
     }
-    anyhow::bail!("volume {:?}: this volume type is not supported by kone yet", v.name)
+    anyhow::bail!(
+        "volume {:?}: this volume type is not supported by kone yet",
+        v.name
+    )
 }
 
 fn check_host_path(path: &Path, kind: &str) -> anyhow::Result<()> {
@@ -132,20 +187,33 @@ fn check_host_path(path: &Path, kind: &str) -> anyhow::Result<()> {
         }
         "Directory" => meta.as_ref().is_ok_and(|m| m.is_dir()),
         "File" => meta.as_ref().is_ok_and(|m| m.is_file()),
-        "Socket" => meta.as_ref().is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())),
-        "CharDevice" => meta.as_ref().is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type())),
-        "BlockDevice" => meta.as_ref().is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type())),
+        "Socket" => meta
+            .as_ref()
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())),
+        "CharDevice" => meta
+            .as_ref()
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type())),
+        "BlockDevice" => meta
+            .as_ref()
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type())),
         other => anyhow::bail!("hostPath type {other:?} is not known"),
     };
     if !ok {
-        anyhow::bail!("hostPath type check failed: {} is not a {kind}", path.display());
+        anyhow::bail!(
+            "hostPath type check failed: {} is not a {kind}",
+            path.display()
+        );
     }
     Ok(())
 }
 
 type Files = BTreeMap<String, (Vec<u8>, Option<i32>)>;
 
-fn pick(all: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, what: &str) -> anyhow::Result<Files> {
+fn pick(
+    all: BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    what: &str,
+) -> anyhow::Result<Files> {
     match items {
         None => Ok(all.into_iter().map(|(k, v)| (k, (v, None))).collect()),
         Some(items) => items
@@ -158,13 +226,28 @@ fn pick(all: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, what: &str)
     }
 }
 
-async fn config_map_files(client: &kube::Client, ns: &str, name: &str, items: Option<&[KeyToPath]>, optional: bool) -> anyhow::Result<Files> {
+async fn config_map_files(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+) -> anyhow::Result<Files> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     match api.get_opt(name).await? {
         Some(cm) => {
-            let mut all: BTreeMap<String, Vec<u8>> =
-                cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-            all.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+            let mut all: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            all.extend(
+                cm.binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0)),
+            );
             pick(all, items, &format!("configmap {name:?}"))
         }
         None if optional => Ok(Files::new()),
@@ -172,11 +255,22 @@ async fn config_map_files(client: &kube::Client, ns: &str, name: &str, items: Op
     }
 }
 
-async fn secret_files(client: &kube::Client, ns: &str, name: &str, items: Option<&[KeyToPath]>, optional: bool) -> anyhow::Result<Files> {
+async fn secret_files(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+) -> anyhow::Result<Files> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     match api.get_opt(name).await? {
         Some(s) => {
-            let all = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            let all = s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
             pick(all, items, &format!("secret {name:?}"))
         }
         None if optional => Ok(Files::new()),
@@ -188,8 +282,11 @@ fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile]) -> anyhow::Result<
     let mut out = Files::new();
     for i in items {
         let value = match (&i.field_ref, &i.resource_field_ref) {
-            (Some(f), _) => super::container::field_value(pod, &f.field_path, None)
-                .ok_or_else(|| anyhow::anyhow!("downwardAPI: unsupported fieldPath {:?}", f.field_path))?,
+            (Some(f), _) => {
+                super::container::field_value(pod, &f.field_path, None).ok_or_else(|| {
+                    anyhow::anyhow!("downwardAPI: unsupported fieldPath {:?}", f.field_path)
+                })?
+            }
             (None, Some(r)) => super::container::resource_value(pod, r)?,
             _ => anyhow::bail!("downwardAPI item {:?} has no source", i.path),
         };
@@ -206,7 +303,9 @@ fn write_atomic(dir: &Path, files: &Files, default_mode: i32) -> anyhow::Result<
     // Unchanged content: nothing to do (keeps the symlink stable).
     if let Ok(current) = fs::read_link(&data) {
         let cur = dir.join(&current);
-        let same = files.iter().all(|(k, (v, _))| fs::read(cur.join(k)).ok().as_deref() == Some(v.as_slice()))
+        let same = files
+            .iter()
+            .all(|(k, (v, _))| fs::read(cur.join(k)).ok().as_deref() == Some(v.as_slice()))
             && count_files(&cur) == files.len();
         if same {
             return Ok(());
@@ -224,7 +323,10 @@ fn write_atomic(dir: &Path, files: &Files, default_mode: i32) -> anyhow::Result<
             fs::create_dir_all(parent)?;
         }
         fs::write(&p, bytes)?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode.unwrap_or(default_mode) as u32 & 0o7777))?;
+        fs::set_permissions(
+            &p,
+            fs::Permissions::from_mode(mode.unwrap_or(default_mode) as u32 & 0o7777),
+        )?;
     }
     let tmp = dir.join("..data_tmp");
     let _ = fs::remove_file(&tmp);
@@ -259,7 +361,13 @@ fn count_files(dir: &Path) -> usize {
         fs::read_dir(d)
             .map(|rd| {
                 rd.flatten()
-                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
                     .sum()
             })
             .unwrap_or(0)
@@ -268,9 +376,15 @@ fn count_files(dir: &Path) -> usize {
 }
 
 fn is_mountpoint(path: &Path) -> bool {
-    let Ok(target) = fs::canonicalize(path) else { return false };
+    let Ok(target) = fs::canonicalize(path) else {
+        return false;
+    };
     fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().filter_map(|l| l.split(' ').nth(4)).any(|p| Path::new(p) == target))
+        .map(|m| {
+            m.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .any(|p| Path::new(p) == target)
+        })
         .unwrap_or(false)
 }
 

@@ -117,7 +117,9 @@ fn name(pod: &Pod) -> String {
 }
 
 /// Runs a blocking runtime call off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(f).await?
 }
 
@@ -143,7 +145,11 @@ impl Worker {
     /// One pass; true once the pod is finished with for good.
     async fn sync(&mut self, pod: &Pod) -> anyhow::Result<bool> {
         if pod.metadata.deletion_timestamp.is_some() {
-            let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64;
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .unwrap_or(30)
+                .max(0) as u64;
             self.teardown(grace).await;
             self.delete_object(pod).await?;
             return Ok(true);
@@ -199,14 +205,30 @@ impl Worker {
         if spec.host_network.unwrap_or(false) {
             self.pod_ip = Some(self.k.cfg.node_ip.to_string());
         } else {
-            self.pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+            let s = shim.clone();
+            let info = blocking(move || s.info()).await?;
+            let netns = info
+                .netns
+                .ok_or_else(|| anyhow::anyhow!("the sandbox has no network namespace"))?;
+            match self.k.network.setup(&self.uid, &netns).await {
+                Ok(ip) => self.pod_ip = Some(ip.to_string()),
+                Err(e) => {
+                    // Undo the half-done setup; the next sync tries again.
+                    let _ = self.k.network.teardown(&self.uid).await;
+                    return Err(e.context("setting up the pod network"));
+                }
+            }
         }
         self.shim = Some(shim.clone());
         Ok(shim)
     }
 
     async fn refresh_volumes(&mut self, pod: &Pod) {
-        if self.volumes.as_ref().is_some_and(|(_, at)| at.elapsed() < VOLUME_REFRESH) {
+        if self
+            .volumes
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < VOLUME_REFRESH)
+        {
             return;
         }
         let dir = self.k.cfg.pod_dir(&self.uid);
@@ -235,12 +257,17 @@ impl Worker {
     /// Init containers in order, then the app containers.
     async fn run_containers(&mut self, pod: &Pod, shim: &ShimClient, states: &[ContainerState]) {
         let spec = pod.spec.clone().unwrap_or_default();
-        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         for c in spec.init_containers.clone().unwrap_or_default() {
             let sidecar = c.restart_policy.as_deref() == Some("Always");
             let (latest, _) = status::runs(states, &c.name);
             match latest {
-                Some(l) if l.status == Status::Exited && l.exit_code == Some(0) && !sidecar => continue,
+                Some(l) if l.status == Status::Exited && l.exit_code == Some(0) && !sidecar => {
+                    continue
+                }
                 Some(l) if l.status == Status::Running && sidecar => continue,
                 Some(l) if l.status == Status::Exited => {
                     if policy == "Never" && !sidecar {
@@ -268,7 +295,8 @@ impl Worker {
                     }
                 }
                 Some(l) if l.status == Status::Exited => {
-                    let again = policy == "Always" || (policy == "OnFailure" && l.exit_code != Some(0));
+                    let again =
+                        policy == "Always" || (policy == "OnFailure" && l.exit_code != Some(0));
                     if again {
                         self.restart(pod, shim, c, l).await;
                     }
@@ -290,18 +318,32 @@ impl Worker {
 
     /// A new attempt after the back-off, keeping the previous run for
     /// `logs --previous` and removing older ones.
-    async fn restart(&mut self, pod: &Pod, shim: &ShimClient, c: &Container, last: &ContainerState) {
+    async fn restart(
+        &mut self,
+        pod: &Pod,
+        shim: &ShimClient,
+        c: &Container,
+        last: &ContainerState,
+    ) {
         let now = Instant::now();
         let due = match self.restart_at.get(&last.id) {
             Some(at) => *at,
             None => {
-                let at = self.restart_backoff.entry(c.name.clone()).or_default().fail(now);
+                let at = self
+                    .restart_backoff
+                    .entry(c.name.clone())
+                    .or_default()
+                    .fail(now);
                 self.restart_at.insert(last.id.clone(), at);
                 at
             }
         };
         if now < due {
-            let delay = self.restart_backoff.get(&c.name).map(|b| b.delay()).unwrap_or_default();
+            let delay = self
+                .restart_backoff
+                .get(&c.name)
+                .map(|b| b.delay())
+                .unwrap_or_default();
             let msg = format!(
                 "back-off {}s restarting failed container={} pod={}_{}({})",
                 delay.as_secs(),
@@ -409,11 +451,14 @@ impl Worker {
     /// image is not there.
     async fn ensure_image(&mut self, pod: &Pod, c: &Container) -> bool {
         let image = c.image.clone().unwrap_or_default();
-        let policy = c.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+        let policy = c
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
         let store = self.k.runtime.images().clone();
         let present = {
             let name = image.clone();
-            blocking(move || Ok(store.get(&crate::runtime::images::store::resolve_name(&name)?)?)).await
+            blocking(move || store.get(&crate::runtime::images::store::resolve_name(&name)?)).await
         };
         let record = match present {
             Ok(r) => r,
@@ -424,7 +469,8 @@ impl Worker {
         };
         if let Some(r) = &record {
             if policy != "Always" {
-                self.image_ids.insert(c.name.clone(), format!("{}@{}", r.name, r.digest.as_str()));
+                self.image_ids
+                    .insert(c.name.clone(), format!("{}@{}", r.name, r.digest.as_str()));
                 return true;
             }
         }
@@ -438,7 +484,11 @@ impl Worker {
         }
         if let Some((_, until)) = self.pull_backoff.get(&c.name) {
             if Instant::now() < *until {
-                let message = self.waiting.get(&c.name).map(|w| w.message.clone()).unwrap_or_default();
+                let message = self
+                    .waiting
+                    .get(&c.name)
+                    .map(|w| w.message.clone())
+                    .unwrap_or_default();
                 self.set_waiting(c, "ImagePullBackOff", &message);
                 return false;
             }
@@ -447,12 +497,16 @@ impl Worker {
         match self.k.puller.pull(&image, auth).await {
             Ok(r) => {
                 self.pull_backoff.remove(&c.name);
-                self.image_ids.insert(c.name.clone(), format!("{}@{}", r.name, r.digest.as_str()));
+                self.image_ids
+                    .insert(c.name.clone(), format!("{}@{}", r.name, r.digest.as_str()));
                 true
             }
             Err(e) => {
                 let now = Instant::now();
-                let entry = self.pull_backoff.entry(c.name.clone()).or_insert((Backoff::default(), now));
+                let entry = self
+                    .pull_backoff
+                    .entry(c.name.clone())
+                    .or_insert((Backoff::default(), now));
                 entry.0.fail(now);
                 // Even the first retry of a pull waits, as upstream.
                 entry.1 = now + entry.0.delay().max(Duration::from_secs(10));
@@ -491,7 +545,10 @@ impl Worker {
         if self.last_status.as_ref() == Some(&fp) {
             return Ok(());
         }
-        let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let api: Api<Pod> = Api::namespaced(
+            self.k.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
         let patch = json!({"status": new});
         api.patch_status(
             pod.metadata.name.as_deref().unwrap_or_default(),
@@ -535,6 +592,9 @@ impl Worker {
                 tracing::warn!(error = %format!("{e:#}"), "removing the sandbox");
             }
         }
+        if let Err(e) = self.k.network.teardown(&self.uid).await {
+            tracing::warn!(error = %format!("{e:#}"), "releasing the pod network");
+        }
         let dir = self.k.cfg.pod_dir(&self.uid);
         let _ = blocking(move || {
             volumes::cleanup(&dir);
@@ -546,7 +606,10 @@ impl Worker {
 
     /// The final delete the kubelet makes once everything is stopped.
     async fn delete_object(&self, pod: &Pod) -> anyhow::Result<()> {
-        let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let api: Api<Pod> = Api::namespaced(
+            self.k.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {
@@ -555,7 +618,10 @@ impl Worker {
             }),
             ..Default::default()
         };
-        match api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp).await {
+        match api
+            .delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
             Err(e) => Err(e.into()),
@@ -576,12 +642,18 @@ pub fn qos_class(pod: &Pod) -> String {
 }
 
 /// What each exited container wrote to its terminationMessagePath.
-fn termination_messages(pod_dir: &std::path::Path, states: &[ContainerState]) -> HashMap<String, String> {
+fn termination_messages(
+    pod_dir: &std::path::Path,
+    states: &[ContainerState],
+) -> HashMap<String, String> {
     states
         .iter()
         .filter(|s| s.status == Status::Exited)
         .filter_map(|s| {
-            let file = pod_dir.join("containers").join(&s.name).join(format!("{}-termination-log", s.attempt));
+            let file = pod_dir
+                .join("containers")
+                .join(&s.name)
+                .join(format!("{}-termination-log", s.attempt));
             let text = std::fs::read_to_string(file).ok()?;
             Some((s.id.clone(), text.chars().take(4096).collect()))
         })
@@ -595,7 +667,11 @@ async fn pull_secret(
     image: &str,
 ) -> Option<crate::runtime::images::Credentials> {
     let names = pod.spec.as_ref()?.image_pull_secrets.clone()?;
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
     let host = crate::runtime::images::store::resolve_name(image)
         .ok()?
@@ -603,14 +679,27 @@ async fn pull_secret(
         .next()?
         .to_string();
     for r in names {
-        let Ok(Some(secret)) = api.get_opt(&r.name).await else { continue };
+        let Ok(Some(secret)) = api.get_opt(&r.name).await else {
+            continue;
+        };
         let data = secret.data.unwrap_or_default();
-        let Some(raw) = data.get(".dockerconfigjson").or_else(|| data.get(".dockercfg")) else { continue };
-        let Ok(cfg) = serde_json::from_slice::<Value>(&raw.0) else { continue };
+        let Some(raw) = data
+            .get(".dockerconfigjson")
+            .or_else(|| data.get(".dockercfg"))
+        else {
+            continue;
+        };
+        let Ok(cfg) = serde_json::from_slice::<Value>(&raw.0) else {
+            continue;
+        };
         let auths = cfg.get("auths").unwrap_or(&cfg);
-        let Some(obj) = auths.as_object() else { continue };
+        let Some(obj) = auths.as_object() else {
+            continue;
+        };
         for (server, entry) in obj {
-            let server = server.trim_start_matches("https://").trim_start_matches("http://");
+            let server = server
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
             let server = server.split('/').next().unwrap_or_default();
             let matches = server == host || (host == "docker.io" && server == "index.docker.io");
             if !matches {

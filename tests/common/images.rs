@@ -96,7 +96,8 @@ pub fn build_image(out: &Path) -> bool {
 pub fn test_image_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("test-image-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("test-image-{}", std::process::id()));
         assert!(build_image(&dir), "building the test image failed");
         dir
     })

@@ -94,7 +94,10 @@ impl Server {
         std::fs::create_dir_all(&images).expect("airgap dir");
         let archive = images::test_image_dir().join("busybox-oci.tar");
         std::fs::copy(&archive, images.join("busybox-oci.tar")).expect("copy test image");
-        let name = format!("kone-t-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let name = format!(
+            "kone-t-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
         netns_setup(&name);
         let mut s = Server {
             child: None,
@@ -165,7 +168,9 @@ impl Server {
                 .arg("--pod-log-dir")
                 .arg(self.pod_log_dir());
         } else {
-            cmd.arg("--bind-address").arg("127.0.0.1").arg("--disable-agent");
+            cmd.arg("--bind-address")
+                .arg("127.0.0.1")
+                .arg("--disable-agent");
         }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
@@ -319,7 +324,11 @@ impl Drop for Server {
 
 fn pod_ids(run_dir: &Path) -> Vec<String> {
     std::fs::read_dir(run_dir.join("pods"))
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -328,11 +337,17 @@ fn pod_ids(run_dir: &Path) -> Vec<String> {
 fn netns_setup(name: &str) {
     let ip = |args: &[&str]| {
         let out = Command::new("ip").args(args).output().expect("run ip");
-        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     ip(&["netns", "add", name]);
     ip(&["-n", name, "link", "set", "lo", "up"]);
-    ip(&["-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+    ip(&[
+        "-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
     ip(&["-n", name, "addr", "add", "10.99.0.2/24", "dev", "eth0"]);
     ip(&["-n", name, "link", "set", "eth0", "up"]);
     ip(&["-n", name, "link", "set", "eth0p", "up"]);

@@ -82,7 +82,10 @@ impl Runtime {
                 .context("reading the image config")?;
         let lowerdirs = self.images.snapshot_dirs(&record);
         if let Some(missing) = lowerdirs.iter().find(|d| !d.is_dir()) {
-            anyhow::bail!("image {image:?} is not unpacked ({} missing)", missing.display());
+            anyhow::bail!(
+                "image {image:?} is not unpacked ({} missing)",
+                missing.display()
+            );
         }
         Ok((config, lowerdirs))
     }
