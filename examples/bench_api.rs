@@ -1390,6 +1390,7 @@ async fn run(
 }
 
 fn main() -> ExitCode {
+    kone::identity::install_crypto_provider();
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.debug);
+    kone::identity::install_crypto_provider();
     match cli.command {
         Command::Kubectl { args } => kone::kubectl::run(args),
         Command::Images(args) => kone::runtime::images::cli::run(args),

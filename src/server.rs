@@ -63,6 +63,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         bookmark_interval: env_duration("KONE_WATCH_BOOKMARK_SECS", Duration::from_secs(60)),
         // kube-apiserver's defaults.
         inflight: Inflight::new(400, 200),
+        kubelet_client: Some(kubelet_client(&ident)?),
     });
     let app = router::router(state);
 
@@ -106,8 +107,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !args.disable_agent {
         let node_client = client::in_process(app.clone(), node_user(&node_name(&args)));
         let cfg = kubelet_config(&args, advertise);
+        let tls = kubelet_tls(&ident, &cfg)?;
         tokio::spawn(async move {
-            if let Err(e) = crate::kubelet::run(cfg, node_client, registries).await {
+            if let Err(e) = crate::kubelet::run(cfg, node_client, registries, tls).await {
                 tracing::error!(error = %format!("{e:#}"), "the node agent stopped");
             }
         });
@@ -121,6 +123,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     serve.await.context("API server task")??;
     tracing::info!("kone server stopped");
     Ok(())
+}
+
+/// How the API server calls kubelets: its own client certificate (in
+/// system:masters, like kube-apiserver-kubelet-client) and the server CA
+/// that signs kubelet serving certificates.
+fn kubelet_client(ident: &identity::Identity) -> anyhow::Result<reqwest::Client> {
+    let (cert, key) =
+        ident.issue_client_cert("kube-apiserver-kubelet-client", Some("system:masters"))?;
+    let id = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes())?;
+    let ca = reqwest::Certificate::from_pem(ident.server_ca_pem.as_bytes())?;
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .identity(id)
+        .connect_timeout(Duration::from_secs(5))
+        .build()?)
+}
+
+/// The server's own kubelet serves with a certificate from the server CA.
+fn kubelet_tls(
+    ident: &identity::Identity,
+    cfg: &crate::kubelet::KubeletConfig,
+) -> anyhow::Result<crate::kubelet::server::KubeletTls> {
+    let mut sans = identity::SanConfig::default();
+    sans.add(&cfg.node_name);
+    sans.add("localhost");
+    sans.add_ip(cfg.node_ip);
+    let (chain, key) = ident.issue_serving_cert(&sans)?;
+    Ok(crate::kubelet::server::KubeletTls {
+        serving_chain_pem: chain,
+        serving_key_pem: key,
+        client_ca_pem: ident.client_ca_pem.clone(),
+    })
 }
 
 fn node_name(args: &ServerArgs) -> String {

@@ -401,6 +401,7 @@ fn registries_yaml_tls(reg: &Registry, password: &str, tls: &str) -> String {
 }
 
 fn http_client() -> reqwest::Client {
+    kone::identity::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .build()

@@ -21,4 +21,7 @@ pub struct ApiState {
     /// How often watches with allowWatchBookmarks get a BOOKMARK.
     pub bookmark_interval: Duration,
     pub inflight: Inflight,
+    /// Client for kubelets' APIs (pods/log), with the API server's
+    /// kubelet-client certificate.
+    pub kubelet_client: Option<reqwest::Client>,
 }

@@ -19,7 +19,7 @@ mod user;
 pub use kubeconfig::{kubeconfig_yaml, kubeconfig_yaml_for, write_kubeconfig};
 pub use sans::{default_sans, SanConfig};
 pub use store::{ensure_identity, Identity, ADMIN_GROUP, ADMIN_USER};
-pub use tls::server_tls_config;
+pub use tls::{install_crypto_provider, server_tls_config};
 pub use token::{
     ensure_server_token, format_server_token, parse_token, parse_token_parts, ParsedToken,
 };

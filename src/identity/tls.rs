@@ -58,3 +58,13 @@ pub fn server_tls_config(identity: &Identity) -> anyhow::Result<Arc<rustls::Serv
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// rustls needs a process-wide crypto provider for clients built without an
+/// explicit one (reqwest, oci-client); kone uses ring everywhere.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means one is installed already: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -5,9 +5,11 @@
 pub mod backoff;
 pub mod container;
 pub mod etcfiles;
+pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod server;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -57,6 +59,7 @@ pub async fn run(
     cfg: KubeletConfig,
     client: kube::Client,
     registries: RegistryConfig,
+    tls: server::KubeletTls,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::open(&cfg.data_dir, &cfg.run_dir)?;
     let airgap = runtime.images().airgap_dir();
@@ -86,5 +89,9 @@ pub async fn run(
         puller,
         network,
     });
-    pods::run(kubelet).await
+    let api = tokio::spawn(server::serve(kubelet.clone(), tls));
+    tokio::select! {
+        r = pods::run(kubelet) => r,
+        r = api => r?,
+    }
 }

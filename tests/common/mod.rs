@@ -277,6 +277,7 @@ impl Server {
 
     /// A raw HTTPS client trusting this server's CA, with no credentials.
     pub fn http(&self) -> reqwest::Client {
+        kone::identity::install_crypto_provider();
         let ca = self.data_dir().join("server/tls/server-ca.crt");
         let pem = std::fs::read(&ca).expect("read server CA");
         reqwest::Client::builder()

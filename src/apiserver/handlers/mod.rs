@@ -3,6 +3,7 @@
 mod create;
 mod delete;
 mod patch;
+mod podlog;
 mod read;
 mod scale;
 mod update;
@@ -102,6 +103,9 @@ pub async fn dispatch(req: Request<'_>, method: Method, body: Body) -> ApiResult
             _ => Err(ApiError::method_not_allowed()),
         },
         (Method::PUT, Some("finalize"), true) => update::put(req, body).await,
+        (Method::GET, Some("log"), true) if info.kind == "Pod" && info.custom.is_none() => {
+            podlog::get(req).await
+        }
         (_, Some(sub), true) => not_served(req, sub).await,
         _ => Err(ApiError::method_not_allowed()),
     }

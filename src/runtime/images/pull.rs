@@ -9,7 +9,7 @@
 //! credentials) in one process share one download.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -518,17 +518,8 @@ fn parse_json(bytes: &[u8], d: &Digest) -> anyhow::Result<serde_json::Value> {
     serde_json::from_slice(bytes).with_context(|| format!("parsing manifest {d}"))
 }
 
-/// rustls needs a process-wide crypto provider; kone uses ring.
-fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Err means one is installed already: fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 fn client_for(ep: &Endpoint) -> anyhow::Result<Client> {
-    install_crypto_provider();
+    crate::identity::install_crypto_provider();
     let config = ClientConfig {
         protocol: if ep.plain_http {
             ClientProtocol::Http
