@@ -330,8 +330,7 @@ impl Bench {
     /// connection. `timeout` None for watches.
     fn client(&self, timeout: Option<Duration>) -> Result<reqwest::Client> {
         let mut b = reqwest::Client::builder()
-            .add_root_certificate(self.ca.clone())
-            .tls_built_in_root_certs(false)
+            .tls_certs_only([self.ca.clone()])
             .no_proxy()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(4)
@@ -428,8 +427,7 @@ async fn wait_ready(
         if let Ok(pem) = fs::read(bench_ca) {
             let ca = reqwest::Certificate::from_pem(&pem).context("parsing the server CA")?;
             let client = reqwest::Client::builder()
-                .add_root_certificate(ca.clone())
-                .tls_built_in_root_certs(false)
+                .tls_certs_only([ca.clone()])
                 .no_proxy()
                 .timeout(Duration::from_secs(2))
                 .build()
