@@ -430,6 +430,25 @@ fn graceful_delete_and_restart_keep_their_promises() {
         assert!(log_lines(&s, &p, "c").len() > n, "p{i}'s log stopped");
     }
 
+    // `kubectl logs -f` (1.33 and 1.27) streams lines as they are written.
+    for version in ["1.33", "1.27"] {
+        use std::io::{BufRead, BufReader};
+        let mut follow = s
+            .kubectl_cmd(Some(version))
+            .args(["logs", "-f", "p1", "--tail=1", "--timestamps"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl logs -f");
+        let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let later = lines.nth(3).unwrap().unwrap();
+        let _ = follow.kill();
+        let _ = follow.wait();
+        let tick = |l: &str| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+        assert!(tick(&later) >= tick(&first) + 4, "{first} / {later}");
+        assert!(chrono::DateTime::parse_from_rfc3339(first.split(' ').next().unwrap()).is_ok(), "{first}");
+    }
+
     // A process ignoring SIGTERM is killed after the 5 s grace period.
     let started = Instant::now();
     s.ok(&["delete", "pod", "p0", "--wait=true"]);
