@@ -446,7 +446,10 @@ fn graceful_delete_and_restart_keep_their_promises() {
         let _ = follow.wait();
         let tick = |l: &str| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
         assert!(tick(&later) >= tick(&first) + 4, "{first} / {later}");
-        assert!(chrono::DateTime::parse_from_rfc3339(first.split(' ').next().unwrap()).is_ok(), "{first}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(first.split(' ').next().unwrap()).is_ok(),
+            "{first}"
+        );
     }
 
     // A process ignoring SIGTERM is killed after the 5 s grace period.
@@ -458,4 +461,61 @@ fn graceful_delete_and_restart_keep_their_promises() {
         "{took:?}"
     );
     assert!(!s.kubectl(&["get", "pod", "p0"]).status.success());
+}
+
+#[test]
+fn probes_drive_readiness_and_restarts() {
+    let s = Server::start_node();
+    apply(
+        &s,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  nodeName: node1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: kone.test/busybox:1
+    command: ["sh", "-c", "mkdir /www; (sleep 3; echo ok > /www/ready) & exec httpd -f -p 8080 -h /www"]
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe:
+      httpGet: {path: /ready, port: http}
+      periodSeconds: 1
+      failureThreshold: 1
+  - name: tcp
+    image: kone.test/busybox:1
+    command: ["sh", "-c", "sleep 2; exec httpd -f -p 9090"]
+    readinessProbe:
+      tcpSocket: {port: 9090}
+      periodSeconds: 1
+  - name: mortal
+    image: kone.test/busybox:1
+    command: ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; exec sleep 1000"]
+    livenessProbe:
+      exec: {command: ["cat", "/tmp/alive"]}
+      periodSeconds: 1
+      failureThreshold: 2
+"#,
+    );
+    let early = wait_pod(&s, "probed", "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    assert_eq!(
+        container_status(&early, "web")["ready"],
+        false,
+        "ready before its probe passed"
+    );
+    wait_pod(&s, "probed", "web and tcp ready", |p| {
+        container_status(p, "web")["ready"] == true && container_status(p, "tcp")["ready"] == true
+    });
+    let p = wait_pod(
+        &s,
+        "probed",
+        "mortal restarted by its liveness probe",
+        |p| container_status(p, "mortal")["restartCount"].as_u64() >= Some(1),
+    );
+    let last = &container_status(&p, "mortal")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
 }

@@ -167,9 +167,8 @@ mod tests {
 
     fn client(id: &Identity, cert: Option<(&str, &str)>) -> reqwest::Client {
         crate::identity::install_crypto_provider();
-        let mut b = reqwest::Client::builder().tls_certs_only([
-            reqwest::Certificate::from_pem(id.server_ca_pem.as_bytes()).unwrap(),
-        ]);
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(id.server_ca_pem.as_bytes()).unwrap()]);
         if let Some((cert, key)) = cert {
             let pem = format!("{cert}{key}");
             b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());

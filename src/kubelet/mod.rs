@@ -9,6 +9,7 @@ pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod server;
 pub mod status;
 pub mod volumes;

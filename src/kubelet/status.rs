@@ -24,6 +24,8 @@ pub struct Observed<'a> {
     /// Readiness per container name (probes); running containers without a
     /// readiness probe are ready.
     pub ready: &'a HashMap<String, bool>,
+    /// Whether the startup probe (if any) passed, per container name.
+    pub started: &'a HashMap<String, bool>,
     /// Termination messages per container id.
     pub messages: &'a HashMap<String, String>,
     pub image_ids: &'a HashMap<String, String>,
@@ -95,7 +97,7 @@ fn container_status(o: &Observed, c: &Container, init_pending: bool) -> Value {
         "image": c.image,
         "imageID": o.image_ids.get(&c.name).cloned().unwrap_or_default(),
         "ready": running && o.ready.get(&c.name).copied().unwrap_or(true),
-        "started": running,
+        "started": running && o.started.get(&c.name).copied().unwrap_or(true),
         "restartCount": latest.map_or(0, |l| l.attempt),
         "state": state,
         "lastState": last.map_or(json!({}), |l| json!({"terminated": terminated(l, o.messages)})),

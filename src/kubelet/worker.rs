@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::container::{self, Context};
+use super::probes::{Prober, Verdicts};
 use super::status::{self, Observed, Waiting};
 use super::volumes::{self, ConfigError};
 use super::{etcfiles, Kubelet};
@@ -47,6 +48,7 @@ struct Worker {
     volumes: Option<(HashMap<String, std::path::PathBuf>, Instant)>,
     last_status: Option<Value>,
     init_failed: bool,
+    prober: Prober,
 }
 
 pub async fn run(k: Arc<Kubelet>, mut rx: watch::Receiver<PodUpdate>) {
@@ -139,6 +141,7 @@ impl Worker {
             volumes: None,
             last_status: None,
             init_failed: false,
+            prober: Prober::default(),
         }
     }
 
@@ -169,6 +172,7 @@ impl Worker {
         if !terminal {
             self.refresh_volumes(pod).await;
             self.run_containers(pod, &shim, &states).await;
+            self.probe(pod, &shim, &states).await;
         }
         let states = {
             let s = shim.clone();
@@ -518,6 +522,44 @@ impl Worker {
         }
     }
 
+    /// Probes the running containers; a failed liveness or startup probe
+    /// stops the container (in the background), and the restart policy
+    /// brings it back.
+    async fn probe(&mut self, pod: &Pod, shim: &ShimClient, states: &[ContainerState]) {
+        self.prober.retain(states);
+        let mut verdicts = Verdicts::default();
+        for c in all_containers(pod) {
+            let (latest, _) = status::runs(states, &c.name);
+            let Some(run) = latest.filter(|l| l.status == Status::Running) else {
+                continue;
+            };
+            self.prober
+                .round(
+                    &self.k,
+                    shim,
+                    self.pod_ip.as_deref(),
+                    &c,
+                    run,
+                    &mut verdicts,
+                )
+                .await;
+        }
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64;
+        for (id, why) in verdicts.kill {
+            let s = shim.clone();
+            tokio::spawn(async move {
+                if let Err(e) = blocking(move || s.stop(&id, grace, None)).await {
+                    tracing::warn!(error = %format!("{e:#}"), reason = %why, "stopping a container");
+                }
+            });
+        }
+    }
+
     async fn write_status(&mut self, pod: &Pod, states: &[ContainerState]) -> anyhow::Result<()> {
         let qos = qos_class(pod);
         let messages = termination_messages(&self.k.cfg.pod_dir(&self.uid), states);
@@ -525,13 +567,21 @@ impl Worker {
         for s in states.iter().filter(|s| s.status == Status::Running) {
             self.waiting.remove(&s.name);
         }
-        let ready = HashMap::new();
+        let mut ready = HashMap::new();
+        let mut started = HashMap::new();
+        for c in all_containers(pod) {
+            if let (Some(run), _) = status::runs(states, &c.name) {
+                ready.insert(c.name.clone(), self.prober.ready(&c, &run.id));
+                started.insert(c.name.clone(), self.prober.started(&c, &run.id));
+            }
+        }
         let host_ip = self.k.cfg.node_ip.to_string();
         let observed = Observed {
             pod,
             states,
             waiting: &self.waiting,
             ready: &ready,
+            started: &started,
             messages: &messages,
             image_ids: &self.image_ids,
             pod_ip: self.pod_ip.as_deref(),
