@@ -19,6 +19,11 @@ fail() { echo "[kone] error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || fail "run as root (kone manages namespaces, cgroups and the network)"
 command -v cargo >/dev/null || fail "cargo is needed to build kone from source"
+# Building links libseccomp (libcontainer's seccomp support).
+if [ ! -e /usr/include/seccomp.h ] && command -v apt-get >/dev/null; then
+    info "installing build dependencies (libseccomp-dev, pkg-config)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp-dev pkg-config >/dev/null
+fi
 
 info "building (release)"
 cargo build --release --locked --bin kone
