@@ -433,3 +433,30 @@ fn bad_images_give_clear_errors_and_leave_nothing() {
         "kone runtime: container \"deadbeef\" not found"
     );
 }
+
+#[test]
+fn image_gc_keeps_the_layers_of_existing_containers() {
+    let node = Node::new("busybox-oci.tar");
+    let id = node.run_detached(&[], "sleep 1000");
+    let images = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kone"))
+            .arg("images")
+            .args(args)
+            .arg("--data-dir")
+            .arg(node.data())
+            .env("KONE_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    ok(&images(&["rm", IMAGE]));
+    ok(&images(&["gc"]));
+    // The container still runs programs from its (now unnamed) layers.
+    let out = node.rt(&["exec", &id, "busybox", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    ok(&node.rt(&["rm", "-f", &id]));
+    ok(&images(&["gc"]));
+    let left = std::fs::read_dir(node.data().join("agent/snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "the snapshot outlived its last container");
+}

@@ -127,9 +127,12 @@ async fn not_served(req: Request<'_>, sub: &str) -> ApiResult<Response> {
                 "pod {name} does not have a host assigned"
             )));
         }
-        return Err(ApiError::unavailable(format!(
-            "no node agent serves node {node:?}: pods/{sub} needs the kubelet"
-        )));
+        // pods/log is served (podlog.rs); the streaming upgrades are not yet.
+        return Err(ApiError::new(
+            501,
+            "NotImplemented",
+            format!("pods/{sub} is not implemented by kone yet (node {node:?})"),
+        ));
     }
     Err(ApiError::new(
         501,

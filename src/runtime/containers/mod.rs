@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub use desc::{ContainerDesc, MountDesc, ResourcesDesc, SandboxDesc, SeccompDesc, SecurityDesc};
 
-use super::images::Store;
+use super::images::{ImageRecord, Store};
 use super::shim::client::{self, ShimClient};
 use super::shim::namespaces::NamespaceFiles;
 use super::shim::protocol::{Attached, ContainerState, CreateRequest, RootfsDesc};
@@ -54,10 +54,6 @@ impl Runtime {
         &self.run_dir
     }
 
-    fn containers_dir(&self) -> PathBuf {
-        self.images.agent_dir().join("containers")
-    }
-
     /// Starts a sandbox (idempotent: an existing one is returned).
     pub fn run_sandbox(&self, sandbox: &SandboxDesc) -> anyhow::Result<ShimClient> {
         ShimClient::spawn(&self.exe, &self.run_dir, sandbox)
@@ -72,7 +68,10 @@ impl Runtime {
     }
 
     /// An image's config and its snapshot folders (top first), checked to be unpacked.
-    fn image_parts(&self, image: &str) -> anyhow::Result<(ImageConfiguration, Vec<PathBuf>)> {
+    fn image_parts(
+        &self,
+        image: &str,
+    ) -> anyhow::Result<(ImageRecord, ImageConfiguration, Vec<PathBuf>)> {
         let record = self
             .images
             .get(image)?
@@ -87,21 +86,21 @@ impl Runtime {
                 missing.display()
             );
         }
-        Ok((config, lowerdirs))
+        Ok((record, config, lowerdirs))
     }
 
     /// The user a container would run as (to refuse root under runAsNonRoot).
     pub fn identity(&self, c: &ContainerDesc) -> anyhow::Result<users::Identity> {
-        let (config, lowerdirs) = self.image_parts(&c.image)?;
+        let (_, config, lowerdirs) = self.image_parts(&c.image)?;
         Ok(spec::resolve_process(c, &config, &lowerdirs)?.identity)
     }
 
     /// Creates (does not start) a container in a running sandbox.
     pub fn create(&self, shim: &ShimClient, c: &ContainerDesc) -> anyhow::Result<ContainerState> {
         let info = shim.info()?;
-        let (config, lowerdirs) = self.image_parts(&c.image)?;
+        let (record, config, lowerdirs) = self.image_parts(&c.image)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let bundle = self.containers_dir().join(&id);
+        let bundle = self.images.containers_dir().join(&id);
         let rootfs = RootfsDesc {
             lowerdirs: lowerdirs.clone(),
             upperdir: bundle.join("upper"),
@@ -149,7 +148,7 @@ impl Runtime {
     /// The OCI process an exec runs: the container's own (user, env, cwd,
     /// capabilities) with new arguments.
     pub fn exec_process(&self, id: &str, args: &[String], tty: bool) -> anyhow::Result<Value> {
-        let path = self.containers_dir().join(id).join("config.json");
+        let path = self.images.containers_dir().join(id).join("config.json");
         let spec: Value = serde_json::from_slice(
             &fs::read(&path).with_context(|| format!("container {id} not found"))?,
         )?;

@@ -145,6 +145,32 @@ impl Store {
     }
 
     /// `snapshots/<chainid-hex>`: holds `fs/` and `info.json`.
+    /// Container bundles (config.json, root, upper layer) live here.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.agent_dir().join("containers")
+    }
+
+    /// Records which snapshots a container's root is made of.
+    pub fn pin_snapshots(&self, bundle: &Path, record: &ImageRecord) -> io::Result<()> {
+        let list: Vec<String> = record
+            .chain_ids()
+            .iter()
+            .map(|d| d.hex().to_string())
+            .collect();
+        fs::write(bundle.join("snapshots"), list.join("\n"))
+    }
+
+    fn snapshots_of_containers(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.containers_dir()) else {
+            return vec![];
+        };
+        entries
+            .flatten()
+            .filter_map(|e| fs::read_to_string(e.path().join("snapshots")).ok())
+            .flat_map(|t| t.lines().map(String::from).collect::<Vec<_>>())
+            .collect()
+    }
+
     pub fn snapshot_path(&self, chain_id: &Digest) -> PathBuf {
         self.snapshots_dir().join(chain_id.hex())
     }
@@ -271,6 +297,9 @@ impl Store {
 
     /// Remove blobs and snapshots that no image record references, and
     /// leftovers of interrupted imports.
+    ///
+    /// Snapshots under a container's root (listed in its bundle's
+    /// `snapshots` file) stay while the container exists.
     pub fn gc(&self) -> anyhow::Result<GcReport> {
         let _lock = self.lock()?;
         let records = self.list()?;
@@ -279,11 +308,13 @@ impl Store {
             .flat_map(|r| r.blobs())
             .map(|d| d.hex().to_string())
             .collect();
-        let snaps: HashSet<String> = records
+        let mut snaps: HashSet<String> = records
             .iter()
             .flat_map(|r| r.chain_ids())
             .map(|d| d.hex().to_string())
             .collect();
+        // A container keeps its layers even when its image is removed.
+        snaps.extend(self.snapshots_of_containers());
         let mut report = GcReport::default();
         for entry in fs::read_dir(self.blobs_dir())? {
             let entry = entry?;
