@@ -448,8 +448,19 @@ fn image_gc_keeps_the_layers_of_existing_containers() {
             .output()
             .unwrap()
     };
+    let snapshots = || {
+        std::fs::read_dir(node.data().join("agent/snapshots"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(snapshots(), 1);
     ok(&images(&["rm", IMAGE]));
     ok(&images(&["gc"]));
+    assert_eq!(
+        snapshots(),
+        1,
+        "gc removed a snapshot a container is made of"
+    );
     // The container still runs programs from its (now unnamed) layers.
     let out = node.rt(&["exec", &id, "busybox", "true"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -120,7 +120,8 @@ impl Runtime {
         let written = fs::write(
             bundle.join("config.json"),
             serde_json::to_vec_pretty(&spec)?,
-        );
+        )
+        .and_then(|_| self.images.pin_snapshots(&bundle, &record));
         let result = written.map_err(anyhow::Error::from).and_then(|_| {
             shim.create(CreateRequest {
                 id: id.clone(),
