@@ -519,3 +519,53 @@ spec:
     let last = &container_status(&p, "mortal")["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 137, "{last}");
 }
+
+#[test]
+fn lifecycle_hooks_run_around_the_container() {
+    let s = Server::start_node();
+    let host = s.dir.path().join("hooks");
+    std::fs::create_dir_all(&host).unwrap();
+    apply(
+        &s,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  nodeName: node1
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    image: kone.test/busybox:1
+    command: ["sleep", "1000"]
+    lifecycle:
+      postStart: {{exec: {{command: ["sh", "-c", "echo started > /host/post-start"]}}}}
+      preStop: {{exec: {{command: ["sh", "-c", "echo stopping > /host/pre-stop"]}}}}
+    volumeMounts: [{{name: host, mountPath: /host}}]
+  volumes:
+  - {{name: host, hostPath: {{path: {}, type: Directory}}}}
+"#,
+            host.display()
+        ),
+    );
+    wait_pod(&s, "hooked", "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    wait_until("postStart ran", Duration::from_secs(10), || {
+        host.join("post-start").exists()
+    });
+    assert!(!host.join("pre-stop").exists());
+    let started = Instant::now();
+    s.ok(&["delete", "pod", "hooked"]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("pre-stop")).unwrap(),
+        "stopping\n"
+    );
+    // sleep as PID 1 ignores SIGTERM: the rest of the 5 s grace period passes.
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}

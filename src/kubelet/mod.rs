@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod container;
 pub mod etcfiles;
+pub mod hooks;
 pub mod logs;
 pub mod network;
 pub mod node;

@@ -17,7 +17,7 @@ use super::container::{self, Context};
 use super::probes::{Prober, Verdicts};
 use super::status::{self, Observed, Waiting};
 use super::volumes::{self, ConfigError};
-use super::{etcfiles, Kubelet};
+use super::{etcfiles, hooks, Kubelet};
 use crate::runtime::containers::{ContainerDesc, SandboxDesc};
 use crate::runtime::shim::client::ShimClient;
 use crate::runtime::shim::protocol::{ContainerState, Status};
@@ -68,7 +68,7 @@ pub async fn run(k: Arc<Kubelet>, mut rx: watch::Receiver<PodUpdate>) {
             }
             PodUpdate::Gone => {
                 if let Some(worker) = &mut w {
-                    worker.teardown(0).await;
+                    worker.teardown(None, 0).await;
                 }
                 true
             }
@@ -153,7 +153,7 @@ impl Worker {
                 .deletion_grace_period_seconds
                 .unwrap_or(30)
                 .max(0) as u64;
-            self.teardown(grace).await;
+            self.teardown(Some(pod), grace).await;
             self.delete_object(pod).await?;
             return Ok(true);
         }
@@ -447,7 +447,28 @@ impl Worker {
                 self.waiting.remove(&c.name);
                 tracing::info!(container = %c.name, id = %state.id, attempt = state.attempt, "started container");
             }
-            Err(e) => self.set_waiting(c, "RunContainerError", &format!("{e:#}")),
+            Err(e) => {
+                self.set_waiting(c, "RunContainerError", &format!("{e:#}"));
+                return;
+            }
+        }
+        if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let limit = Duration::from_secs(30);
+            if let Err(msg) = hooks::run(
+                &self.k,
+                shim,
+                self.pod_ip.as_deref(),
+                c,
+                &state.id,
+                h,
+                limit,
+            )
+            .await
+            {
+                tracing::warn!(container = %c.name, error = %msg, "postStart hook failed; killing the container");
+                let (s, id) = (shim.clone(), state.id.clone());
+                let _ = blocking(move || s.stop(&id, 0, None)).await;
+            }
         }
     }
 
@@ -612,7 +633,7 @@ impl Worker {
 
     /// Stops every container within `grace` seconds (SIGTERM, then SIGKILL),
     /// then removes the sandbox and the pod's files.
-    async fn teardown(&mut self, grace: u64) {
+    async fn teardown(&mut self, pod: Option<&Pod>, grace: u64) {
         tracing::info!(pod = %self.uid, grace, "stopping the pod");
         let shim = match &self.shim {
             Some(s) => Some(s.clone()),
@@ -626,13 +647,20 @@ impl Worker {
                 let s = shim.clone();
                 blocking(move || s.list()).await.unwrap_or_default()
             };
-            let stops = running
+            let running: Vec<ContainerState> = running
                 .into_iter()
                 .filter(|c| c.status != Status::Exited)
-                .map(|c| {
-                    let s = shim.clone();
-                    blocking(move || s.stop(&c.id, grace, None))
-                });
+                .collect();
+            let started = Instant::now();
+            if let Some(pod) = pod {
+                self.pre_stop(pod, &shim, &running, grace).await;
+            }
+            // The hooks used part of the grace period.
+            let left = grace.saturating_sub(started.elapsed().as_secs());
+            let stops = running.into_iter().map(|c| {
+                let s = shim.clone();
+                blocking(move || s.stop(&c.id, left, None))
+            });
             for r in futures::future::join_all(stops).await {
                 if let Err(e) = r {
                     tracing::warn!(error = %format!("{e:#}"), "stopping a container");
@@ -652,6 +680,24 @@ impl Worker {
         })
         .await;
         self.shim = None;
+    }
+
+    /// Every running container's preStop hook, concurrently, within the grace period.
+    async fn pre_stop(&self, pod: &Pod, shim: &ShimClient, running: &[ContainerState], grace: u64) {
+        let limit = Duration::from_secs(grace);
+        let containers = all_containers(pod);
+        let hooks = running.iter().filter_map(|r| {
+            let c = containers.iter().find(|c| c.name == r.name)?;
+            let h = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+            Some(async move {
+                if let Err(msg) =
+                    hooks::run(&self.k, shim, self.pod_ip.as_deref(), c, &r.id, h, limit).await
+                {
+                    tracing::warn!(container = %c.name, error = %msg, "preStop hook failed");
+                }
+            })
+        });
+        futures::future::join_all(hooks).await;
     }
 
     /// The final delete the kubelet makes once everything is stopped.
