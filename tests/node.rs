@@ -569,3 +569,31 @@ spec:
         started.elapsed()
     );
 }
+
+#[test]
+fn active_deadline_fails_the_pod() {
+    let s = Server::start_node();
+    apply(
+        &s,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline}
+spec:
+  nodeName: node1
+  activeDeadlineSeconds: 2
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+  - {name: c, image: kone.test/busybox:1, command: ["sleep", "1000"]}
+"#,
+    );
+    let p = wait_pod(&s, "deadline", "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(p["status"]["reason"], "DeadlineExceeded");
+    assert_eq!(
+        container_status(&p, "c")["state"]["terminated"]["exitCode"],
+        137
+    );
+}

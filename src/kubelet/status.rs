@@ -162,7 +162,17 @@ pub fn phase(pod: &Pod, states: &[ContainerState], init_failed: bool) -> &'stati
     }
 }
 
-pub fn compute(o: &Observed, init_failed: bool) -> Value {
+/// Why the kubelet failed the pod as a whole, beyond its containers' exits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PodFailure {
+    /// An init container failed under restartPolicy Never.
+    Init,
+    /// activeDeadlineSeconds passed.
+    Deadline,
+}
+
+pub fn compute(o: &Observed, failure: Option<&PodFailure>) -> Value {
+    let init_failed = failure.is_some();
     let pod = o.pod;
     let spec = pod.spec.as_ref();
     let init_done = initialized(pod, o.states);
@@ -245,6 +255,10 @@ pub fn compute(o: &Observed, init_failed: bool) -> Value {
     });
     if !inits.is_empty() {
         status["initContainerStatuses"] = json!(init_statuses);
+    }
+    if failure == Some(&PodFailure::Deadline) {
+        status["reason"] = json!("DeadlineExceeded");
+        status["message"] = json!("Pod was active on the node longer than the specified deadline");
     }
     if let Some(ip) = o.pod_ip {
         status["podIP"] = json!(ip);

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::backoff::Backoff;
 use super::container::{self, Context};
 use super::probes::{Prober, Verdicts};
-use super::status::{self, Observed, Waiting};
+use super::status::{self, Observed, PodFailure, Waiting};
 use super::volumes::{self, ConfigError};
 use super::{etcfiles, hooks, Kubelet};
 use crate::runtime::containers::{ContainerDesc, SandboxDesc};
@@ -47,7 +47,7 @@ struct Worker {
     image_ids: HashMap<String, String>,
     volumes: Option<(HashMap<String, std::path::PathBuf>, Instant)>,
     last_status: Option<Value>,
-    init_failed: bool,
+    failure: Option<PodFailure>,
     prober: Prober,
 }
 
@@ -140,7 +140,7 @@ impl Worker {
             image_ids: HashMap::new(),
             volumes: None,
             last_status: None,
-            init_failed: false,
+            failure: None,
             prober: Prober::default(),
         }
     }
@@ -169,7 +169,18 @@ impl Worker {
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded") | Some("Failed")
         );
-        if !terminal {
+        if !terminal && self.failure.is_none() && self.past_deadline(pod) {
+            tracing::info!(pod = %name(pod), "activeDeadlineSeconds passed; stopping the pod");
+            self.failure = Some(PodFailure::Deadline);
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(0) as u64;
+            self.stop_all(&shim, grace).await;
+        }
+        if !terminal && self.failure.is_none() {
             self.refresh_volumes(pod).await;
             self.run_containers(pod, &shim, &states).await;
             self.probe(pod, &shim, &states).await;
@@ -275,7 +286,7 @@ impl Worker {
                 Some(l) if l.status == Status::Running && sidecar => continue,
                 Some(l) if l.status == Status::Exited => {
                     if policy == "Never" && !sidecar {
-                        self.init_failed = true;
+                        self.failure = Some(PodFailure::Init);
                         return;
                     }
                     self.restart(pod, shim, &c, l).await;
@@ -611,7 +622,7 @@ impl Worker {
             sandbox_ready: self.shim.is_some(),
             qos: &qos,
         };
-        let new = status::compute(&observed, self.init_failed);
+        let new = status::compute(&observed, self.failure.as_ref());
         let fp = status::fingerprint(&new);
         if self.last_status.as_ref() == Some(&fp) {
             return Ok(());
@@ -657,15 +668,7 @@ impl Worker {
             }
             // The hooks used part of the grace period.
             let left = grace.saturating_sub(started.elapsed().as_secs());
-            let stops = running.into_iter().map(|c| {
-                let s = shim.clone();
-                blocking(move || s.stop(&c.id, left, None))
-            });
-            for r in futures::future::join_all(stops).await {
-                if let Err(e) = r {
-                    tracing::warn!(error = %format!("{e:#}"), "stopping a container");
-                }
-            }
+            self.stop_all(&shim, left).await;
             if let Err(e) = blocking(move || shim.shutdown()).await {
                 tracing::warn!(error = %format!("{e:#}"), "removing the sandbox");
             }
@@ -680,6 +683,37 @@ impl Worker {
         })
         .await;
         self.shim = None;
+    }
+
+    fn past_deadline(&self, pod: &Pod) -> bool {
+        let Some(limit) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) else {
+            return false;
+        };
+        let Ok(start) = chrono::DateTime::parse_from_rfc3339(&self.start_time) else {
+            return false;
+        };
+        chrono::Utc::now()
+            .signed_duration_since(start)
+            .num_seconds()
+            >= limit
+    }
+
+    /// Stops every running container of the sandbox within `grace` seconds.
+    async fn stop_all(&self, shim: &ShimClient, grace: u64) {
+        let s = shim.clone();
+        let running = blocking(move || s.list()).await.unwrap_or_default();
+        let stops = running
+            .into_iter()
+            .filter(|c| c.status != Status::Exited)
+            .map(|c| {
+                let s = shim.clone();
+                blocking(move || s.stop(&c.id, grace, None))
+            });
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
+                tracing::warn!(error = %format!("{e:#}"), "stopping a container");
+            }
+        }
     }
 
     /// Every running container's preStop hook, concurrently, within the grace period.
