@@ -42,6 +42,9 @@ pub fn read(
     let mut reader = BufReader::new(File::open(path)?);
     let mut ino = reader.get_ref().metadata()?.ino();
     let mut line = Vec::new();
+    // Waits grow from 1 ms to 100 ms: a short-lived container is done
+    // within milliseconds, a long-running one is not asked 1000 times a second.
+    let mut pause = Duration::from_millis(1);
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line)?;
@@ -49,6 +52,7 @@ pub fn read(
             if let Some(r) = parse(&line) {
                 on_record(&r)?;
             }
+            pause = Duration::from_millis(1);
             continue;
         }
         // An incomplete last line: go back and wait for the rest of it.
@@ -77,7 +81,8 @@ pub fn read(
             }
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
