@@ -17,7 +17,7 @@ use crate::apiserver::path::{self, Target};
 use crate::apiserver::query::Query;
 use crate::apiserver::state::ApiState;
 use crate::apiserver::status::ApiError;
-use crate::apiserver::{discovery, openapi};
+use crate::apiserver::{discovery, openapi, openapi_pb};
 use crate::identity::UserInfo;
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -145,24 +145,21 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn openapi_v2(headers: http::HeaderMap) -> Response {
-    let doc = openapi::v2(KUBE_VERSION);
     let wants_proto = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("protobuf") && !a.contains("json"));
-    if wants_proto {
-        let body = crate::apiserver::openapi_pb::encode(&doc);
-        return (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                crate::apiserver::openapi_pb::MEDIA_TYPE,
-            )],
-            body,
-        )
-            .into_response();
+    let (content_type, build): (_, fn(&str) -> Option<bytes::Bytes>) = if wants_proto {
+        (openapi_pb::MEDIA_TYPE, openapi::v2_protobuf)
+    } else {
+        ("application/json", openapi::v2_json)
+    };
+    match tokio::task::spawn_blocking(move || build(KUBE_VERSION)).await {
+        Ok(Some(body)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        _ => ApiError::internal("the OpenAPI document could not be built").into_response(),
     }
-    json(StatusCode::OK, &doc)
 }
 
 async fn openapi_v3() -> Response {
@@ -170,9 +167,16 @@ async fn openapi_v3() -> Response {
 }
 
 async fn openapi_v3_gv(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
-    match openapi::v3_group_version(&path, KUBE_VERSION) {
-        Some(doc) => json(StatusCode::OK, &doc),
-        None => ApiError::no_route().into_response(),
+    match tokio::task::spawn_blocking(move || openapi::v3_group_version(&path, KUBE_VERSION)).await
+    {
+        Ok(Some(body)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Ok(None) => ApiError::no_route().into_response(),
+        Err(_) => ApiError::internal("the OpenAPI document could not be built").into_response(),
     }
 }
 
