@@ -231,6 +231,14 @@ mod tests {
             spec["properties"]["volumes"]["x-kubernetes-patch-strategy"],
             "merge,retainKeys"
         );
+        let ports = &defs["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"];
+        assert_eq!(ports["x-kubernetes-list-type"], "map");
+        assert_eq!(
+            ports["x-kubernetes-list-map-keys"],
+            serde_json::json!(["port", "protocol"])
+        );
+        let selector = &defs["io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"];
+        assert_eq!(selector["x-kubernetes-map-type"], "atomic");
         assert_eq!(
             find_kind(&defs, "apps", "v1", "Deployment"),
             Some("io.k8s.api.apps.v1.Deployment")
