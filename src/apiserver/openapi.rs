@@ -142,13 +142,12 @@ fn serialize(doc: &Value) -> Option<Bytes> {
     }
 }
 
-fn v2_document(version: &str) -> Value {
-    let src = sources();
+fn v2_document(src: &Sources, version: &str) -> Value {
     let mut paths = Map::new();
     for k in &src.kinds {
         paths::add_paths(&mut paths, k, false);
     }
-    let defs = all_definitions(&src);
+    let defs = all_definitions(src);
     let mut definitions = definitions_for(&defs, src.kinds.iter());
     drop(defs);
     definitions.values_mut().for_each(schemas::to_v2);
@@ -162,14 +161,14 @@ fn v2_document(version: &str) -> Value {
 
 /// `/openapi/v2` as JSON.
 pub fn v2_json(version: &str) -> Option<Bytes> {
-    cached("v2.json", || serialize(&v2_document(version)))
+    cached("v2.json", || serialize(&v2_document(&sources(), version)))
 }
 
 /// `/openapi/v2` as gnostic protobuf.
 pub fn v2_protobuf(version: &str) -> Option<Bytes> {
     cached("v2.pb", || {
         Some(Bytes::from(crate::apiserver::openapi_pb::encode(
-            &v2_document(version),
+            &v2_document(&sources(), version),
         )))
     })
 }
@@ -186,7 +185,10 @@ fn gv_path(group: &str, version: &str) -> String {
 /// carries a hash of what its document is built from, so clients may
 /// cache a document for as long as its URL stays the same.
 pub fn v3_root() -> Value {
-    let src = sources();
+    v3_index(&sources())
+}
+
+fn v3_index(src: &Sources) -> Value {
     let mut hashers: Vec<(String, Sha256)> = Vec::new();
     for k in &src.kinds {
         let p = gv_path(&k.group, &k.version);
@@ -194,7 +196,7 @@ pub fn v3_root() -> Value {
             Some(i) => i,
             None => {
                 let mut h = Sha256::new();
-                h.update(env!("CARGO_PKG_VERSION").as_bytes());
+                h.update(schemas::fingerprint());
                 h.update(p.as_bytes());
                 hashers.push((p, h));
                 hashers.len() - 1
@@ -227,8 +229,7 @@ pub fn v3_root() -> Value {
     json!({ "paths": paths })
 }
 
-fn v3_document(path: &str, version: &str) -> Option<Value> {
-    let src = sources();
+fn v3_document(src: &Sources, path: &str, version: &str) -> Option<Value> {
     let kinds: Vec<&Kind> = src
         .kinds
         .iter()
@@ -241,7 +242,7 @@ fn v3_document(path: &str, version: &str) -> Option<Value> {
     for k in &kinds {
         paths::add_paths(&mut paths, k, true);
     }
-    let defs = all_definitions(&src);
+    let defs = all_definitions(src);
     let mut schemas = definitions_for(&defs, kinds.into_iter());
     drop(defs);
     schemas.values_mut().for_each(schemas::to_v3);
@@ -258,7 +259,7 @@ fn v3_document(path: &str, version: &str) -> Option<Value> {
 /// group-version not served.
 pub fn v3_group_version(path: &str, version: &str) -> Option<Bytes> {
     cached(&format!("v3/{path}"), || {
-        v3_document(path, version).and_then(|d| serialize(&d))
+        v3_document(&sources(), path, version).and_then(|d| serialize(&d))
     })
 }
 
@@ -268,7 +269,7 @@ mod tests {
 
     #[test]
     fn v3_documents_hold_operations_and_schemas_of_their_kinds() {
-        let doc = v3_document("apis/apps/v1", "v1.33.0").expect("apps/v1");
+        let doc = v3_document(&sources(), "apis/apps/v1", "v1.33.0").expect("apps/v1");
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(
@@ -288,7 +289,7 @@ mod tests {
         );
         assert!(schemas.get("io.k8s.api.core.v1.PodSpec").is_some());
         assert!(schemas.get("io.k8s.api.core.v1.Service").is_none());
-        assert!(v3_document("apis/nope/v1", "v1.33.0").is_none());
+        assert!(v3_document(&sources(), "apis/nope/v1", "v1.33.0").is_none());
     }
 
     #[test]
@@ -303,12 +304,74 @@ mod tests {
 
     #[test]
     fn v2_document_has_definitions_with_swagger_references() {
-        let doc = v2_document("v1.33.0");
+        let doc = v2_document(&sources(), "v1.33.0");
         let pod = &doc["definitions"]["io.k8s.api.core.v1.Pod"];
         assert_eq!(
             pod["properties"]["spec"]["$ref"],
             "#/definitions/io.k8s.api.core.v1.PodSpec"
         );
         assert_eq!(pod["x-kubernetes-group-version-kind"][0]["kind"], "Pod");
+    }
+}
+
+#[cfg(test)]
+mod crd_tests {
+    use super::*;
+
+    fn with_crontab(schema: Value) -> Sources {
+        let mut src = sources();
+        src.kinds.push(Kind {
+            group: "stable.example.com".into(),
+            version: "v1".into(),
+            kind: "CronTab".into(),
+            plural: "crontabs".into(),
+            namespaced: true,
+        });
+        src.extra = crd::definitions("stable.example.com", "v1", "CronTab", &schema);
+        src
+    }
+
+    #[test]
+    fn custom_resources_join_the_documents() {
+        let src = with_crontab(json!({ "type": "object", "properties": {
+            "spec": { "type": "object", "properties": { "cronSpec": { "type": "string" } } },
+        }}));
+        let doc = v3_document(&src, "apis/stable.example.com/v1", "v1.33.0").expect("crontab doc");
+        let schemas = &doc["components"]["schemas"];
+        let crontab = &schemas["com.example.stable.v1.CronTab"];
+        assert_eq!(
+            crontab["properties"]["spec"]["properties"]["cronSpec"]["type"],
+            "string"
+        );
+        assert_eq!(
+            crontab["properties"]["metadata"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        assert!(schemas
+            .get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+            .is_some());
+        assert!(schemas.get("com.example.stable.v1.CronTabList").is_some());
+        assert!(doc["paths"]
+            .get("/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}")
+            .is_some());
+
+        let v2 = v2_document(&src, "v1.33.0");
+        assert_eq!(
+            v2["definitions"]["com.example.stable.v1.CronTab"]["properties"]["metadata"]["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+    }
+
+    #[test]
+    fn a_changed_schema_changes_the_documents_hash() {
+        let url = |src: &Sources| v3_index(src)["paths"]["apis/stable.example.com/v1"].clone();
+        let a = with_crontab(json!({ "type": "object" }));
+        let b = with_crontab(json!({ "type": "object", "description": "changed" }));
+        assert_eq!(url(&a), url(&with_crontab(json!({ "type": "object" }))));
+        assert_ne!(url(&a), url(&b));
+        assert_eq!(
+            v3_index(&a)["paths"]["api/v1"],
+            v3_index(&b)["paths"]["api/v1"]
+        );
     }
 }

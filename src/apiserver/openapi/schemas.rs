@@ -18,6 +18,18 @@ static DEFINITIONS_GZ: &[u8] = include_bytes!("definitions.json.gz");
 pub const REF_V2: &str = "#/definitions/";
 pub const REF_V3: &str = "#/components/schemas/";
 
+/// A digest of the embedded definitions, for the documents' hashes.
+pub fn fingerprint() -> &'static [u8] {
+    static DIGEST: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    DIGEST.get_or_init(|| {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        h.update(DEFINITIONS_GZ);
+        h.finalize().to_vec()
+    })
+}
+
 /// All definitions, with the patch extensions of their fields.
 pub fn builtin() -> Map<String, Value> {
     let mut text = String::new();
