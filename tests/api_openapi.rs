@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_ok, Server};
+use common::{assert_ok, Server, TEST_TOKEN};
 use serde_json::Value;
 
 const VERSIONS: [&str; 2] = ["1.33", "1.27"];
@@ -217,4 +217,61 @@ fn v2_json_document_has_definitions() {
     assert!(defs["io.k8s.api.core.v1.Container"]["description"]
         .as_str()
         .is_some_and(|d| d.contains("A single application container")));
+}
+
+#[tokio::test]
+async fn v3_documents_are_cached_by_hash_and_etag() {
+    let s = Server::start();
+    let root = raw(&s, "/openapi/v3");
+    let url = root["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let hash = url.rsplit('=').next().expect("hash").to_string();
+    let pem = std::fs::read(s.data_dir().join("server/tls/server-ca.crt")).expect("CA");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let get = |path: String| {
+        http.get(format!("{}{path}", s.url()))
+            .bearer_auth(TEST_TOKEN)
+    };
+
+    let pinned = get(url.clone()).send().await.expect("pinned");
+    assert_eq!(pinned.status(), 200);
+    let h = pinned.headers();
+    assert_eq!(h["etag"], format!("\"{hash}\"").as_str());
+    assert!(h["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .contains("immutable"));
+
+    let unpinned = get("/openapi/v3/api/v1".into())
+        .send()
+        .await
+        .expect("unpinned");
+    assert_eq!(unpinned.status(), 200);
+    assert_eq!(unpinned.headers()["cache-control"], "no-cache, private");
+
+    let stale = get("/openapi/v3/api/v1?hash=0123".into())
+        .send()
+        .await
+        .expect("stale");
+    assert_eq!(stale.status(), 301);
+    assert_eq!(stale.headers()["location"], url.as_str());
+
+    let revalidated = get("/openapi/v3/api/v1".into())
+        .header("If-None-Match", format!("\"{hash}\""))
+        .send()
+        .await
+        .expect("conditional");
+    assert_eq!(revalidated.status(), 304);
+
+    let missing = get("/openapi/v3/apis/nope.example.com/v1".into())
+        .send()
+        .await
+        .expect("missing");
+    assert_eq!(missing.status(), 404);
 }

@@ -189,6 +189,26 @@ pub fn v3_root() -> Value {
 }
 
 fn v3_index(src: &Sources) -> Value {
+    let paths: Map<String, Value> = v3_hashes(src)
+        .into_iter()
+        .map(|(p, hash)| {
+            let url = format!("/openapi/v3/{p}?hash={hash}");
+            (p, json!({ "serverRelativeURL": url }))
+        })
+        .collect();
+    json!({ "paths": paths })
+}
+
+/// The hash of the document of a served group-version (`api/v1`).
+pub fn v3_hash(path: &str) -> Option<String> {
+    v3_hashes(&sources())
+        .into_iter()
+        .find(|(p, _)| p == path)
+        .map(|(_, h)| h)
+}
+
+/// (group-version path, hash of what its document is built from).
+fn v3_hashes(src: &Sources) -> Vec<(String, String)> {
     let mut hashers: Vec<(String, Sha256)> = Vec::new();
     for k in &src.kinds {
         let p = gv_path(&k.group, &k.version);
@@ -218,15 +238,10 @@ fn v3_index(src: &Sources) -> Value {
             h.update(def.to_string().as_bytes());
         }
     }
-    let paths: Map<String, Value> = hashers
+    hashers
         .into_iter()
-        .map(|(p, h)| {
-            let hash = hex::encode_upper(&h.finalize()[..16]);
-            let url = format!("/openapi/v3/{p}?hash={hash}");
-            (p, json!({ "serverRelativeURL": url }))
-        })
-        .collect();
-    json!({ "paths": paths })
+        .map(|(p, h)| (p, hex::encode_upper(&h.finalize()[..16])))
+        .collect()
 }
 
 fn v3_document(src: &Sources, path: &str, version: &str) -> Option<Value> {

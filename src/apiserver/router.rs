@@ -166,11 +166,48 @@ async fn openapi_v3() -> Response {
     json(StatusCode::OK, &openapi::v3_root())
 }
 
-async fn openapi_v3_gv(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+/// A group-version document, cached by clients like upstream's: a URL
+/// with the current hash is immutable, one with a stale hash redirects to
+/// the current one, and the hash is the ETag.
+async fn openapi_v3_gv(
+    axum::extract::Path(path): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: http::HeaderMap,
+) -> Response {
+    let Some(hash) = openapi::v3_hash(&path) else {
+        return ApiError::no_route().into_response();
+    };
+    let query = Query::parse(query.as_deref());
+    let pinned = match query.get("hash") {
+        Some(h) if h != hash => {
+            let to = format!("/openapi/v3/{path}?hash={hash}");
+            return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, to)]).into_response();
+        }
+        Some(_) => true,
+        None => false,
+    };
+    let etag = format!("\"{hash}\"");
+    let cache_control = if pinned {
+        "public, immutable, max-age=31536000"
+    } else {
+        "no-cache, private"
+    };
+    let cache_headers = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, cache_control.to_string()),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, cache_headers).into_response();
+    }
     match tokio::task::spawn_blocking(move || openapi::v3_group_version(&path, KUBE_VERSION)).await
     {
         Ok(Some(body)) => (
             StatusCode::OK,
+            cache_headers,
             [(header::CONTENT_TYPE, "application/json")],
             body,
         )
