@@ -57,9 +57,6 @@ fn kind<T: JsonSchema + k8s_openapi::Resource>(gen: &mut SchemaGenerator, kinds:
 fn main() {
     let mut gen = SchemaGenerator::new(SchemaSettings::draft07());
     let mut kinds = Vec::new();
-    let g = &mut gen;
-    let k = &mut kinds;
-    let _ = &k;
     TYPES
     let mut defs: Map<String, Value> = gen
         .take_definitions(true)
@@ -236,9 +233,9 @@ def main():
     calls = []
     for path, resource, listable in types(src):
         if resource:
-            calls.append(f"kind::<{path}>(g, k, {str(listable).lower()});")
+            calls.append(f"kind::<{path}>(&mut gen, &mut kinds, {str(listable).lower()});")
         else:
-            calls.append(f"add::<{path}>(g);")
+            calls.append(f"add::<{path}>(&mut gen);")
     proj = os.path.join(ROOT, "target", "openapi-gen")
     os.makedirs(os.path.join(proj, "src"), exist_ok=True)
     with open(os.path.join(proj, "Cargo.toml"), "w", encoding="utf-8") as f:
