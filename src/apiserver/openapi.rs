@@ -65,6 +65,7 @@ fn sources() -> Sources {
 const COMMON: &[&str] = &[
     "io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList",
     "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Patch",
     "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
     "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent",
 ];
@@ -116,20 +117,30 @@ fn all_definitions(src: &Sources) -> Map<String, Value> {
     defs
 }
 
-/// The definitions of `kinds` and their lists, and all they refer to.
-fn definitions_for<'a>(
-    defs: &Map<String, Value>,
-    kinds: impl Iterator<Item = &'a Kind>,
-) -> Map<String, Value> {
+/// The paths of `kinds` and the definitions they need: those of the kinds
+/// and their lists, and all these refer to; in OpenAPI 3 or Swagger 2.0
+/// form.
+fn describe(src: &Sources, kinds: &[&Kind], v3: bool) -> (Map<String, Value>, Map<String, Value>) {
+    let defs = all_definitions(src);
+    let mut paths = Map::new();
     let mut roots: Vec<&str> = COMMON.to_vec();
     for k in kinds {
-        for kind in [k.kind.clone(), format!("{}List", k.kind)] {
-            if let Some(name) = schemas::find_kind(defs, &k.group, &k.version, &kind) {
-                roots.push(name);
-            }
-        }
+        let list_kind = format!("{}List", k.kind);
+        let bodies = paths::Bodies {
+            object: schemas::find_kind(&defs, &k.group, &k.version, &k.kind),
+            list: schemas::find_kind(&defs, &k.group, &k.version, &list_kind),
+        };
+        paths::add_paths(&mut paths, k, bodies, v3);
+        roots.extend(bodies.object.into_iter().chain(bodies.list));
     }
-    schemas::closure(defs, roots)
+    let mut definitions = schemas::closure(&defs, roots);
+    if v3 {
+        definitions.values_mut().for_each(schemas::to_v3);
+        schemas::v3_unions(&mut definitions);
+    } else {
+        definitions.values_mut().for_each(schemas::to_v2);
+    }
+    (paths, definitions)
 }
 
 fn serialize(doc: &Value) -> Option<Bytes> {
@@ -143,14 +154,8 @@ fn serialize(doc: &Value) -> Option<Bytes> {
 }
 
 fn v2_document(src: &Sources, version: &str) -> Value {
-    let mut paths = Map::new();
-    for k in &src.kinds {
-        paths::add_paths(&mut paths, k, false);
-    }
-    let defs = all_definitions(src);
-    let mut definitions = definitions_for(&defs, src.kinds.iter());
-    drop(defs);
-    definitions.values_mut().for_each(schemas::to_v2);
+    let kinds: Vec<&Kind> = src.kinds.iter().collect();
+    let (paths, definitions) = describe(src, &kinds, false);
     json!({
         "swagger": "2.0",
         "info": { "title": "Kubernetes", "version": version },
@@ -253,15 +258,7 @@ fn v3_document(src: &Sources, path: &str, version: &str) -> Option<Value> {
     if kinds.is_empty() {
         return None;
     }
-    let mut paths = Map::new();
-    for k in &kinds {
-        paths::add_paths(&mut paths, k, true);
-    }
-    let defs = all_definitions(src);
-    let mut schemas = definitions_for(&defs, kinds.into_iter());
-    drop(defs);
-    schemas.values_mut().for_each(schemas::to_v3);
-    schemas::v3_unions(&mut schemas);
+    let (paths, schemas) = describe(src, &kinds, true);
     Some(json!({
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": version },
@@ -296,6 +293,15 @@ mod tests {
             .expect("params")
             .iter()
             .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
+        assert_eq!(
+            patch["requestBody"]["content"]["application/merge-patch+json"]["schema"]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
+        );
+        let list = &doc["paths"]["/apis/apps/v1/deployments"]["get"];
+        assert_eq!(
+            list["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/io.k8s.api.apps.v1.DeploymentList"
+        );
         let schemas = &doc["components"]["schemas"];
         let spec = &schemas["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
         assert_eq!(
@@ -326,6 +332,19 @@ mod tests {
             "#/definitions/io.k8s.api.core.v1.PodSpec"
         );
         assert_eq!(pod["x-kubernetes-group-version-kind"][0]["kind"], "Pod");
+        let create = &doc["paths"]["/api/v1/namespaces/{namespace}/pods"]["post"];
+        let body = create["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["in"] == "body"))
+            .expect("body parameter");
+        assert_eq!(
+            body["schema"]["$ref"],
+            "#/definitions/io.k8s.api.core.v1.Pod"
+        );
+        assert_eq!(
+            create["responses"]["200"]["schema"]["$ref"],
+            "#/definitions/io.k8s.api.core.v1.Pod"
+        );
     }
 }
 

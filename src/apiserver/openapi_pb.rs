@@ -4,7 +4,7 @@
 //!
 //! Encoded from the JSON document, so there is one source of truth. Only
 //! the parts the JSON document has are encoded: info, paths, operations,
-//! query parameters, responses, definitions and vendor extensions.
+//! query and body parameters, responses, definitions and vendor extensions.
 
 use serde_json::Value;
 
@@ -77,17 +77,27 @@ fn extensions(obj: &serde_json::Map<String, Value>, field: u32, out: &mut Msg) {
     }
 }
 
-/// ParametersItem → Parameter → NonBodyParameter → QueryParameterSubSchema.
-fn query_parameter(p: &Value) -> Msg {
-    let mut q = Msg::default();
-    q.string(2, p["in"].as_str().unwrap_or("query"));
-    q.string(4, p["name"].as_str().unwrap_or(""));
-    q.string(6, p["type"].as_str().unwrap_or("string"));
-    q.boolean(20, p["uniqueItems"].as_bool().unwrap_or(false));
-    let mut non_body = Msg::default();
-    non_body.message(3, q);
+/// ParametersItem → Parameter → BodyParameter, or → NonBodyParameter →
+/// QueryParameterSubSchema.
+fn parameter(p: &Value) -> Msg {
     let mut param = Msg::default();
-    param.message(2, non_body);
+    if p["in"] == "body" {
+        let mut body = Msg::default();
+        body.string(2, p["name"].as_str().unwrap_or(""));
+        body.string(3, "body");
+        body.boolean(4, p["required"].as_bool().unwrap_or(false));
+        body.message(5, schema(&p["schema"]));
+        param.message(1, body);
+    } else {
+        let mut q = Msg::default();
+        q.string(2, p["in"].as_str().unwrap_or("query"));
+        q.string(4, p["name"].as_str().unwrap_or(""));
+        q.string(6, p["type"].as_str().unwrap_or("string"));
+        q.boolean(20, p["uniqueItems"].as_bool().unwrap_or(false));
+        let mut non_body = Msg::default();
+        non_body.message(3, q);
+        param.message(2, non_body);
+    }
     let mut item = Msg::default();
     item.message(1, param);
     item
@@ -97,12 +107,18 @@ fn operation(op: &Value) -> Msg {
     let mut m = Msg::default();
     m.string(5, op["operationId"].as_str().unwrap_or(""));
     for p in op["parameters"].as_array().into_iter().flatten() {
-        m.message(8, query_parameter(p));
+        m.message(8, parameter(p));
     }
     let mut responses = Msg::default();
     for (code, r) in op["responses"].as_object().into_iter().flatten() {
         let mut response = Msg::default();
         response.string(1, r["description"].as_str().unwrap_or(""));
+        if let Some(s) = r.get("schema") {
+            // SchemaItem { Schema schema = 1 }
+            let mut item = Msg::default();
+            item.message(1, schema(s));
+            response.message(2, item);
+        }
         let mut value = Msg::default();
         value.message(1, response);
         let mut named = Msg::default();
