@@ -1,10 +1,12 @@
 //! The schemas of the built-in types, keyed by their upstream names
 //! (`io.k8s.api.core.v1.PodSpec`), with references as `#/definitions/NAME`.
 //!
-//! They are generated from k8s-openapi's schema support into a gzipped file
-//! by scripts/gen-openapi-defs.py, and only unpacked while a document is
-//! built: the parsed form is several times the size of the file, and most
-//! processes never serve a document.
+//! They are generated from k8s-openapi's schema support (with the list and
+//! map types of k8s-pb's markers) into a gzipped file by
+//! scripts/gen-openapi-defs.py, and only unpacked while a document is built:
+//! the parsed form is many times the size of the file, and most processes
+//! never serve a document. The patch extensions are added here, from the
+//! strategic merge patch metadata, so both read the same data.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
