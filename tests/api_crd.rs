@@ -168,6 +168,11 @@ fn crontab_with_kubectl_133() {
     assert_eq!(crd["status"]["storedVersions"], serde_json::json!(["v1"]));
     assert_eq!(crd["spec"]["names"]["listKind"], "CronTabList");
 
+    // Its structural schema is in the OpenAPI documents: kubectl explain.
+    let out = s.kubectl(&["explain", "crontabs.spec"]);
+    assert_ok(&out, "explain crontabs.spec");
+    assert!(stdout(&out).contains("cronSpec"), "{}", stdout(&out));
+
     // Discovery (aggregated for 1.33, legacy for 1.27).
     for v in [None, Some("1.27")] {
         let out = s.kubectl_v(

@@ -4,7 +4,7 @@
 //!
 //! Encoded from the JSON document, so there is one source of truth. Only
 //! the parts the JSON document has are encoded: info, paths, operations,
-//! query parameters, responses and vendor extensions.
+//! query and body parameters, responses, definitions and vendor extensions.
 
 use serde_json::Value;
 
@@ -49,16 +49,25 @@ impl Msg {
     fn message(&mut self, field: u32, m: Msg) {
         self.bytes(field, &m.0);
     }
+
+    fn double(&mut self, field: u32, v: f64) {
+        self.key(field, 1);
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
 }
 
-/// `NamedAny { name = 1; Any value = 2 }` with `Any { yaml = 2 }`.
+/// `Any { yaml = 2 }`: gnostic carries free-form values as YAML.
+fn any(value: &Value) -> Msg {
+    let mut m = Msg::default();
+    m.string(2, &serde_yaml_ng::to_string(value).unwrap_or_default());
+    m
+}
+
+/// `NamedAny { name = 1; Any value = 2 }`.
 fn vendor_extension(name: &str, value: &Value) -> Msg {
-    let yaml = serde_yaml_ng::to_string(value).unwrap_or_default();
-    let mut any = Msg::default();
-    any.string(2, &yaml);
     let mut named = Msg::default();
     named.string(1, name);
-    named.message(2, any);
+    named.message(2, any(value));
     named
 }
 
@@ -68,17 +77,27 @@ fn extensions(obj: &serde_json::Map<String, Value>, field: u32, out: &mut Msg) {
     }
 }
 
-/// ParametersItem → Parameter → NonBodyParameter → QueryParameterSubSchema.
-fn query_parameter(p: &Value) -> Msg {
-    let mut q = Msg::default();
-    q.string(2, p["in"].as_str().unwrap_or("query"));
-    q.string(4, p["name"].as_str().unwrap_or(""));
-    q.string(6, p["type"].as_str().unwrap_or("string"));
-    q.boolean(20, p["uniqueItems"].as_bool().unwrap_or(false));
-    let mut non_body = Msg::default();
-    non_body.message(3, q);
+/// ParametersItem → Parameter → BodyParameter, or → NonBodyParameter →
+/// QueryParameterSubSchema.
+fn parameter(p: &Value) -> Msg {
     let mut param = Msg::default();
-    param.message(2, non_body);
+    if p["in"] == "body" {
+        let mut body = Msg::default();
+        body.string(2, p["name"].as_str().unwrap_or(""));
+        body.string(3, "body");
+        body.boolean(4, p["required"].as_bool().unwrap_or(false));
+        body.message(5, schema(&p["schema"]));
+        param.message(1, body);
+    } else {
+        let mut q = Msg::default();
+        q.string(2, p["in"].as_str().unwrap_or("query"));
+        q.string(4, p["name"].as_str().unwrap_or(""));
+        q.string(6, p["type"].as_str().unwrap_or("string"));
+        q.boolean(20, p["uniqueItems"].as_bool().unwrap_or(false));
+        let mut non_body = Msg::default();
+        non_body.message(3, q);
+        param.message(2, non_body);
+    }
     let mut item = Msg::default();
     item.message(1, param);
     item
@@ -88,12 +107,18 @@ fn operation(op: &Value) -> Msg {
     let mut m = Msg::default();
     m.string(5, op["operationId"].as_str().unwrap_or(""));
     for p in op["parameters"].as_array().into_iter().flatten() {
-        m.message(8, query_parameter(p));
+        m.message(8, parameter(p));
     }
     let mut responses = Msg::default();
     for (code, r) in op["responses"].as_object().into_iter().flatten() {
         let mut response = Msg::default();
         response.string(1, r["description"].as_str().unwrap_or(""));
+        if let Some(s) = r.get("schema") {
+            // SchemaItem { Schema schema = 1 }
+            let mut item = Msg::default();
+            item.message(1, schema(s));
+            response.message(2, item);
+        }
         let mut value = Msg::default();
         value.message(1, response);
         let mut named = Msg::default();
@@ -104,6 +129,121 @@ fn operation(op: &Value) -> Msg {
     m.message(9, responses);
     if let Some(obj) = op.as_object() {
         extensions(obj, 13, &mut m);
+    }
+    m
+}
+
+/// `Schema`. Swagger 2.0 has no `oneOf`/`anyOf`/`not`; like upstream's
+/// conversion, those are left out.
+fn schema(s: &Value) -> Msg {
+    let mut m = Msg::default();
+    let Some(o) = s.as_object() else {
+        return m;
+    };
+    let str_of = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("");
+    m.string(1, str_of("$ref"));
+    m.string(2, str_of("format"));
+    m.string(3, str_of("title"));
+    m.string(4, str_of("description"));
+    if let Some(d) = o.get("default") {
+        m.message(5, any(d));
+    }
+    for (field, key) in [(6, "multipleOf"), (7, "maximum"), (9, "minimum")] {
+        if let Some(v) = o.get(key).and_then(Value::as_f64) {
+            m.double(field, v);
+        }
+    }
+    for (field, key) in [
+        (8, "exclusiveMaximum"),
+        (10, "exclusiveMinimum"),
+        (16, "uniqueItems"),
+        (27, "readOnly"),
+    ] {
+        m.boolean(field, o.get(key).and_then(Value::as_bool).unwrap_or(false));
+    }
+    for (field, key) in [
+        (11, "maxLength"),
+        (12, "minLength"),
+        (14, "maxItems"),
+        (15, "minItems"),
+        (17, "maxProperties"),
+        (18, "minProperties"),
+    ] {
+        if let Some(v) = o.get(key).and_then(Value::as_i64) {
+            m.key(field, 0);
+            m.varint(v as u64);
+        }
+    }
+    m.string(13, str_of("pattern"));
+    for r in o
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        m.string(19, r.as_str().unwrap_or(""));
+    }
+    for e in o
+        .get("enum")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        m.message(20, any(e));
+    }
+    match o.get("additionalProperties") {
+        Some(Value::Bool(b)) => {
+            let mut item = Msg::default();
+            item.key(2, 0);
+            item.varint(u64::from(*b));
+            m.message(21, item);
+        }
+        Some(v @ Value::Object(_)) => {
+            let mut item = Msg::default();
+            item.message(1, schema(v));
+            m.message(21, item);
+        }
+        _ => {}
+    }
+    if let Some(t) = o.get("type").and_then(Value::as_str) {
+        let mut ty = Msg::default();
+        ty.string(1, t);
+        m.message(22, ty);
+    }
+    if let Some(items) = o.get("items") {
+        let mut item = Msg::default();
+        match items {
+            Value::Array(a) => a.iter().for_each(|i| item.message(1, schema(i))),
+            i => item.message(1, schema(i)),
+        }
+        m.message(23, item);
+    }
+    for a in o
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        m.message(24, schema(a));
+    }
+    if let Some(props) = o.get("properties").and_then(Value::as_object) {
+        m.message(25, named_schemas(props));
+    }
+    if let Some(e) = o.get("example") {
+        m.message(30, any(e));
+    }
+    extensions(o, 31, &mut m);
+    m
+}
+
+/// `Properties` and `Definitions`: `repeated NamedSchema = 1`.
+fn named_schemas(map: &serde_json::Map<String, Value>) -> Msg {
+    let mut m = Msg::default();
+    for (name, s) in map {
+        let mut named = Msg::default();
+        named.string(1, name);
+        named.message(2, schema(s));
+        m.message(1, named);
     }
     m
 }
@@ -136,7 +276,8 @@ pub fn encode(doc: &Value) -> Vec<u8> {
         paths.message(2, named);
     }
     d.message(8, paths);
-    d.message(9, Msg::default());
+    let definitions = doc["definitions"].as_object().map(named_schemas);
+    d.message(9, definitions.unwrap_or_default());
     d.0
 }
 

@@ -17,7 +17,7 @@ use crate::apiserver::path::{self, Target};
 use crate::apiserver::query::Query;
 use crate::apiserver::state::ApiState;
 use crate::apiserver::status::ApiError;
-use crate::apiserver::{discovery, openapi};
+use crate::apiserver::{discovery, openapi, openapi_pb};
 use crate::identity::UserInfo;
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -145,34 +145,75 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn openapi_v2(headers: http::HeaderMap) -> Response {
-    let doc = openapi::v2(KUBE_VERSION);
     let wants_proto = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("protobuf") && !a.contains("json"));
-    if wants_proto {
-        let body = crate::apiserver::openapi_pb::encode(&doc);
-        return (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                crate::apiserver::openapi_pb::MEDIA_TYPE,
-            )],
-            body,
-        )
-            .into_response();
+    let (content_type, build): (_, fn(&str) -> Option<bytes::Bytes>) = if wants_proto {
+        (openapi_pb::MEDIA_TYPE, openapi::v2_protobuf)
+    } else {
+        ("application/json", openapi::v2_json)
+    };
+    match tokio::task::spawn_blocking(move || build(KUBE_VERSION)).await {
+        Ok(Some(body)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        _ => ApiError::internal("the OpenAPI document could not be built").into_response(),
     }
-    json(StatusCode::OK, &doc)
 }
 
 async fn openapi_v3() -> Response {
     json(StatusCode::OK, &openapi::v3_root())
 }
 
-async fn openapi_v3_gv(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
-    match openapi::v3_group_version(&path, KUBE_VERSION) {
-        Some(doc) => json(StatusCode::OK, &doc),
-        None => ApiError::no_route().into_response(),
+/// A group-version document, cached by clients like upstream's: a URL
+/// with the current hash is immutable, one with a stale hash redirects to
+/// the current one, and the hash is the ETag.
+async fn openapi_v3_gv(
+    axum::extract::Path(path): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: http::HeaderMap,
+) -> Response {
+    let Some(hash) = openapi::v3_hash(&path) else {
+        return ApiError::no_route().into_response();
+    };
+    let query = Query::parse(query.as_deref());
+    let pinned = match query.get("hash") {
+        Some(h) if h != hash => {
+            let to = format!("/openapi/v3/{path}?hash={hash}");
+            return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, to)]).into_response();
+        }
+        Some(_) => true,
+        None => false,
+    };
+    let etag = format!("\"{hash}\"");
+    let cache_control = if pinned {
+        "public, immutable, max-age=31536000"
+    } else {
+        "no-cache, private"
+    };
+    let cache_headers = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, cache_control.to_string()),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, cache_headers).into_response();
+    }
+    match tokio::task::spawn_blocking(move || openapi::v3_group_version(&path, KUBE_VERSION)).await
+    {
+        Ok(Some(body)) => (
+            StatusCode::OK,
+            cache_headers,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Ok(None) => ApiError::no_route().into_response(),
+        Err(_) => ApiError::internal("the OpenAPI document could not be built").into_response(),
     }
 }
 

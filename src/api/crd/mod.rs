@@ -43,6 +43,8 @@ pub struct CustomVersion {
     /// Objects are stored at this version, whatever version wrote them.
     pub storage_version: &'static str,
     pub schema: Option<Schema>,
+    /// The openAPIV3Schema as written, for the OpenAPI documents.
+    pub openapi: Option<Value>,
     pub columns: Vec<Column>,
     pub scale: Option<ScalePaths>,
     /// The definition is being deleted: no new objects.
@@ -206,6 +208,7 @@ pub fn served_kinds(crd: &Value) -> Vec<ResourceInfo> {
                 list_kind: list_kind.clone(),
                 storage_version: intern(storage),
                 schema,
+                openapi: v.pointer("/schema/openAPIV3Schema").cloned(),
                 columns: columns(v),
                 scale,
                 terminating,

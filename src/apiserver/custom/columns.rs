@@ -95,6 +95,7 @@ mod tests {
             list_kind: "CronTabList".into(),
             storage_version: "v1",
             schema: None,
+            openapi: None,
             columns,
             scale: None,
             terminating: false,

@@ -25,6 +25,7 @@ pub struct Crds {
 impl Crds {
     fn publish(&self) {
         registry::set_custom(self.by_key.values().flat_map(served_kinds).collect());
+        crate::apiserver::openapi::invalidate();
     }
 }
 

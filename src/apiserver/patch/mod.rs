@@ -114,6 +114,19 @@ impl PatchMeta {
     }
 }
 
+/// Every field with a patch strategy, as (message, JSON name, strategy
+/// flags, merge key): the OpenAPI documents publish these as
+/// `x-kubernetes-patch-strategy` / `x-kubernetes-patch-merge-key`, so
+/// clients building patches see the same metadata the server merges with.
+pub fn strategies() -> impl Iterator<Item = (&'static str, &'static str, u8, &'static str)> {
+    meta::MESSAGES.iter().flat_map(|PM(message, fields)| {
+        fields
+            .iter()
+            .filter(|f| f.1 & (MERGE | RETAIN_KEYS | REPLACE) != 0)
+            .map(move |PF(field, flags, key, _)| (*message, *field, *flags, *key))
+    })
+}
+
 /// Apply a strategic merge patch to an object.
 pub fn strategic_merge(original: &Value, patch: &Value, meta: PatchMeta) -> Result<Value, String> {
     let (Value::Object(o), Value::Object(p)) = (original, patch) else {
