@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::Kubelet;
+use super::{probes, Kubelet};
 use crate::runtime::shim::client::ShimClient;
 
 /// Runs one handler; Err carries the message upstream would record.
@@ -22,20 +22,10 @@ pub async fn run(
 ) -> Result<(), String> {
     if let Some(e) = &h.exec {
         let args = e.command.clone().unwrap_or_default();
-        let (rt, s, id) = (k.runtime.clone(), shim.clone(), id.to_string());
-        let run = tokio::task::spawn_blocking(move || -> anyhow::Result<i32> {
-            let (pid, _streams) = rt.exec(&s, &id, &args, false, false)?;
-            s.exec_wait(pid)
-        });
-        return match tokio::time::timeout(limit, run).await {
-            Ok(Ok(Ok(0))) => Ok(()),
-            Ok(Ok(Ok(code))) => Err(format!(
-                "command {:?} exited with {code}",
-                e.command.clone().unwrap_or_default()
-            )),
-            Ok(Ok(Err(err))) => Err(format!("{err:#}")),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err("hook timed out".into()),
+        return match probes::exec(k, shim, id, args.clone(), limit).await {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(format!("command {args:?} exited with {code}")),
+            Err(e) => Err(e),
         };
     }
     if let Some(hg) = &h.http_get {

@@ -144,6 +144,27 @@ impl Prober {
     }
 }
 
+/// Runs a command in a container and waits (up to `limit`) for its exit code.
+pub async fn exec(
+    k: &Kubelet,
+    shim: &ShimClient,
+    id: &str,
+    args: Vec<String>,
+    limit: Duration,
+) -> Result<i32, String> {
+    let (rt, s, id) = (k.runtime.clone(), shim.clone(), id.to_string());
+    let run = tokio::task::spawn_blocking(move || -> anyhow::Result<i32> {
+        let (pid, _streams) = rt.exec(&s, &id, &args, false, false)?;
+        s.exec_wait(pid)
+    });
+    match tokio::time::timeout(limit, run).await {
+        Ok(Ok(Ok(code))) => Ok(code),
+        Ok(Ok(Err(e))) => Err(format!("{e:#}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
 fn port_of(c: &Container, port: &IntOrString) -> Option<u16> {
     match port {
         IntOrString::Int(n) => u16::try_from(*n).ok(),
@@ -168,12 +189,7 @@ async fn run_probe(
     let ip = pod_ip.unwrap_or("127.0.0.1").to_string();
     if let Some(e) = &p.exec {
         let args = e.command.clone().unwrap_or_default();
-        let (rt, s, id) = (k.runtime.clone(), shim.clone(), id.to_string());
-        let run = tokio::task::spawn_blocking(move || -> anyhow::Result<i32> {
-            let (pid, _streams) = rt.exec(&s, &id, &args, false, false)?;
-            s.exec_wait(pid)
-        });
-        return matches!(tokio::time::timeout(timeout, run).await, Ok(Ok(Ok(0))));
+        return exec(k, shim, id, args, timeout).await == Ok(0);
     }
     if let Some(h) = &p.http_get {
         let Some(port) = port_of(c, &h.port) else {

@@ -172,12 +172,7 @@ impl Worker {
         if !terminal && self.failure.is_none() && self.past_deadline(pod) {
             tracing::info!(pod = %name(pod), "activeDeadlineSeconds passed; stopping the pod");
             self.failure = Some(PodFailure::Deadline);
-            let grace = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .unwrap_or(30)
-                .max(0) as u64;
+            let grace = termination_grace(pod);
             self.stop_all(&shim, grace).await;
         }
         if !terminal && self.failure.is_none() {
@@ -576,12 +571,7 @@ impl Worker {
                 )
                 .await;
         }
-        let grace = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30)
-            .max(0) as u64;
+        let grace = termination_grace(pod);
         for (id, why) in verdicts.kill {
             let s = shim.clone();
             tokio::spawn(async move {
@@ -757,6 +747,14 @@ impl Worker {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+fn termination_grace(pod: &Pod) -> u64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+        .max(0) as u64
 }
 
 fn all_containers(pod: &Pod) -> Vec<Container> {

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context};
 
 use super::containers::{ContainerDesc, MountDesc, Runtime, SandboxDesc, SeccompDesc};
 use super::logs;
+use super::shim::client::ShimClient;
 use super::shim::protocol::{ContainerState, Status};
 use crate::api::quantity::parse_quantity;
 use crate::config::{RunArgs, RuntimeArgs, RuntimeCommand};
@@ -44,14 +45,7 @@ fn dispatch(rt: &Runtime, cmd: RuntimeCommand) -> anyhow::Result<ExitCode> {
         }
         RuntimeCommand::Logs { id, follow } => {
             let (shim, state) = rt.find(&id)?;
-            print_logs(&state.log_path, follow, || {
-                shim.list()
-                    .map(|l| {
-                        l.iter()
-                            .all(|c| c.id != state.id || c.status == Status::Exited)
-                    })
-                    .unwrap_or(true)
-            })?;
+            print_logs(&state.log_path, follow, || has_exited(&shim, &state.id))?;
             Ok(ExitCode::SUCCESS)
         }
         RuntimeCommand::Exec {
@@ -150,14 +144,7 @@ fn run_container(rt: &Runtime, a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         // The log has all of the output, from the first byte, split by stream.
-        print_logs(&desc.log_path, true, || {
-            shim.list()
-                .map(|l| {
-                    l.iter()
-                        .all(|c| c.id != state.id || c.status == Status::Exited)
-                })
-                .unwrap_or(true)
-        })?;
+        print_logs(&desc.log_path, true, || has_exited(&shim, &state.id))?;
         let done = shim.wait(&state.id)?;
         if a.rm {
             shim.delete(&state.id)?;
@@ -300,6 +287,14 @@ fn pods(rt: &Runtime) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the container is done writing (exited, removed, or its
+/// supervisor gone).
+fn has_exited(shim: &ShimClient, id: &str) -> bool {
+    shim.list()
+        .map(|l| l.iter().all(|c| c.id != id || c.status == Status::Exited))
+        .unwrap_or(true)
 }
 
 fn print_logs(

@@ -118,15 +118,7 @@ async fn not_served(req: Request<'_>, sub: &str) -> ApiResult<Response> {
     let name = req.target.name.clone().unwrap_or_default();
     let obj = read::fetch(&req, &name).await?;
     if info.kind == "Pod" && matches!(sub, "log" | "exec" | "attach" | "portforward" | "proxy") {
-        let node = obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if node.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "pod {name} does not have a host assigned"
-            )));
-        }
+        let node = podlog::node_of(&obj, &name)?;
         // pods/log is served (podlog.rs); the streaming upgrades are not yet.
         return Err(ApiError::new(
             501,

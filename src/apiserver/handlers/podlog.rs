@@ -110,6 +110,16 @@ pub async fn get(req: Request<'_>) -> ApiResult<Response> {
         .into_response())
 }
 
+/// The node a pod is bound to; upstream's 400 when it has none.
+pub fn node_of<'a>(pod: &'a Value, name: &str) -> ApiResult<&'a str> {
+    match pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => Ok(n),
+        _ => Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        ))),
+    }
+}
+
 /// The node's InternalIP and kubelet port, from its Node object.
 async fn kubelet_address(req: &Request<'_>, node: &str) -> ApiResult<(String, i64)> {
     let info = registry::lookup("", "v1", "nodes")
