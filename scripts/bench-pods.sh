@@ -137,11 +137,16 @@ ip -n "$NS" route add default via 10.99.0.1
 # poller's own start-up overlaps the server's.
 log "starting kone server"
 T0=$(date +%s.%N)
-KONE_LOG=${KONE_LOG:-info} in_ns "$KONE" server --data-dir "$D" --run-dir "$R" \
+# nsenter (without --fork) execs kone: $! is the server's own pid.
+KONE_LOG=${KONE_LOG:-info} nsenter --net="/run/netns/$NS" "$KONE" server --data-dir "$D" --run-dir "$R" \
     --pod-log-dir "$L" --write-kubeconfig "$K" --node-name node1 \
     >/dev/null 2>"$WORK/server.log" &
 SERVER_PID=$!
 READY_AT=$(client node-ready node1)
+[ "$(readlink "/proc/$SERVER_PID/exe")" = "$(readlink -f "$KONE")" ] || {
+    log "pid $SERVER_PID is not kone"
+    exit 1
+}
 NODE_READY_S=$(awk -v a="$T0" -v b="$READY_AT" 'BEGIN {printf "%.2f", b - a}')
 alive
 sleep 2 # let start-up work (image import, first syncs) settle
