@@ -67,6 +67,14 @@ def main(kubeconfig: str) -> None:
         raise AssertionError("deleted object still readable")
     except client.exceptions.ApiException as e:
         assert e.status == 404, e
+    # An unscheduled pod is deleted at once; the reply decodes as a V1Pod.
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="py-pod"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]),
+    )
+    v1.create_namespaced_pod("default", pod)
+    gone = v1.delete_namespaced_pod("py-pod", "default")
+    assert gone.metadata.name == "py-pod" and gone.metadata.deletion_timestamp, gone.metadata
     print("python client ok")
 
 

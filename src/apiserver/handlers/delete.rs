@@ -116,10 +116,7 @@ async fn delete_one(
             Some(new) => write(req, &obj, new, rev, Mode::Deletion)
                 .await
                 .map(|w| (StatusCode::OK, w)),
-            None if dry_run => Ok((
-                StatusCode::OK,
-                success_status(info, name, object::uid(&obj)),
-            )),
+            None if dry_run => Ok((StatusCode::OK, deleted_reply(info, name, &obj))),
             None => {
                 let key = info.key(req.target.namespace.as_deref(), name);
                 match req.state.store.delete(&key, Some(rev)).await {
@@ -127,10 +124,7 @@ async fn delete_one(
                         if info.kind == "Service" && info.group.is_empty() {
                             req.state.services.release(&ipalloc::held_by(&obj));
                         }
-                        Ok((
-                            StatusCode::OK,
-                            success_status(info, name, object::uid(&obj)),
-                        ))
+                        Ok((StatusCode::OK, deleted_reply(info, name, &obj)))
                     }
                     Err(e) => Err(ApiError::from_store(e, info, name)),
                 }
@@ -143,6 +137,22 @@ async fn delete_one(
             other => return other,
         }
     }
+}
+
+/// What an immediate delete answers: pods come back as the deleted object
+/// (their storage returns it upstream, and clients such as the Python one
+/// decode a Pod), everything else as a success Status.
+fn deleted_reply(info: &ResourceInfo, name: &str, obj: &Value) -> Value {
+    if info.kind == "Pod" && info.custom.is_none() {
+        let mut gone = obj.clone();
+        let m = meta_mut(&mut gone);
+        if !m.contains_key("deletionTimestamp") {
+            m.insert("deletionTimestamp".into(), json!(object::now_rfc3339()));
+        }
+        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        return gone;
+    }
+    success_status(info, name, object::uid(obj))
 }
 
 /// The object with its deletion marked, or None to remove it right away.
