@@ -49,6 +49,8 @@ struct Worker {
     last_status: Option<Value>,
     failure: Option<PodFailure>,
     prober: Prober,
+    /// The pod's QoS class: its resources cannot change, so it is computed once.
+    qos: String,
 }
 
 pub async fn run(k: Arc<Kubelet>, mut rx: watch::Receiver<PodUpdate>) {
@@ -142,6 +144,7 @@ impl Worker {
             last_status: None,
             failure: None,
             prober: Prober::default(),
+            qos: qos_class(pod),
         }
     }
 
@@ -193,7 +196,7 @@ impl Worker {
             return Ok(s.clone());
         }
         let spec = pod.spec.clone().unwrap_or_default();
-        let qos = qos_class(pod);
+        let qos = self.qos.clone();
         let parent = match qos.as_str() {
             "Guaranteed" => format!("/kubepods/pod{}", self.uid),
             other => format!("/kubepods/{}/pod{}", other.to_lowercase(), self.uid),
@@ -397,7 +400,7 @@ impl Worker {
                 return;
             }
         };
-        let qos = qos_class(pod);
+        let qos = self.qos.clone();
         let cx = Context {
             cfg: &self.k.cfg,
             client: &self.k.client,
@@ -583,7 +586,7 @@ impl Worker {
     }
 
     async fn write_status(&mut self, pod: &Pod, states: &[ContainerState]) -> anyhow::Result<()> {
-        let qos = qos_class(pod);
+        let qos = self.qos.clone();
         let messages = termination_messages(&self.k.cfg.pod_dir(&self.uid), states);
         // A running container clears whatever kept it waiting before.
         for s in states.iter().filter(|s| s.status == Status::Running) {
