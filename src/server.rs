@@ -101,8 +101,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         app.clone(),
         client::controller_user("kube-controller-manager"),
     );
-    tokio::spawn(controllers::namespace::run(controllers.clone()));
-    tokio::spawn(controllers::crd::run(controllers));
+    controllers::start(controllers);
 
     if !args.disable_agent {
         let node_client = client::in_process(app.clone(), node_user(&node_name(&args)));

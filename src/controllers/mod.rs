@@ -1,3 +1,18 @@
 //! Control loops, each a task talking to the API through a kube client.
 pub mod crd;
+pub mod events;
+pub mod informers;
 pub mod namespace;
+
+use kube::Client;
+
+/// Starts every control loop of `kone server`; loops built on watched state
+/// share one set of informers.
+pub fn start(client: Client) {
+    let informers = informers::Informers::new(client.clone());
+    tokio::spawn(namespace::run(client.clone()));
+    tokio::spawn(crd::run(client.clone()));
+    tokio::spawn(events::run_ttl(client));
+    // Controllers built on the shared informers start here.
+    drop(informers);
+}
