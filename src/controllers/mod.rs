@@ -6,13 +6,12 @@ pub mod namespace;
 
 use kube::Client;
 
-/// Starts every control loop of `kone server`; loops built on watched state
-/// share one set of informers.
+/// Starts every control loop of `kone server` and the scheduler; loops
+/// built on watched state share one set of informers.
 pub fn start(client: Client) {
     let informers = informers::Informers::new(client.clone());
     tokio::spawn(namespace::run(client.clone()));
     tokio::spawn(crd::run(client.clone()));
     tokio::spawn(events::run_ttl(client));
-    // Controllers built on the shared informers start here.
-    drop(informers);
+    tokio::spawn(crate::scheduler::run(informers));
 }

@@ -1,5 +1,6 @@
 //! Request handlers for resources, collections and subresources.
 
+mod binding;
 mod create;
 mod delete;
 mod patch;
@@ -103,6 +104,9 @@ pub async fn dispatch(req: Request<'_>, method: Method, body: Body) -> ApiResult
             _ => Err(ApiError::method_not_allowed()),
         },
         (Method::PUT, Some("finalize"), true) => update::put(req, body).await,
+        (Method::POST, Some("binding"), true) if info.kind == "Pod" && info.custom.is_none() => {
+            binding::create(req, body).await
+        }
         (Method::GET, Some("log"), true) if info.kind == "Pod" && info.custom.is_none() => {
             podlog::get(req).await
         }
