@@ -13,3 +13,4 @@ pub mod kubelet;
 pub mod netinfo;
 pub mod runtime;
 pub mod server;
+pub mod streaming;
