@@ -51,7 +51,11 @@ pub async fn exec(
         .map(|(_, v)| v.clone())
         .collect();
     if command.is_empty() {
-        return status(400, "BadRequest", "you must specify at least one command for the container");
+        return status(
+            400,
+            "BadRequest",
+            "you must specify at least one command for the container",
+        );
     }
     remote_command(k, peer, (ns, pod, container), q, req, Some(command)).await
 }
@@ -86,7 +90,11 @@ pub async fn port_forward(
         .ok()
         .flatten();
     let Some(netns) = netns else {
-        return status(400, "BadRequest", format!("pod {ns}/{pod} has no running sandbox"));
+        return status(
+            400,
+            "BadRequest",
+            format!("pod {ns}/{pod} has no running sandbox"),
+        );
     };
     let (transport, headers) = match upgrade::negotiate(
         req.headers(),
@@ -143,7 +151,11 @@ async fn remote_command(
     let (shim, id) = match running_container(&k, &uid, &container).await {
         Some(found) => found,
         None => {
-            return status(400, "BadRequest", format!("container not found ({container:?})"));
+            return status(
+                400,
+                "BadRequest",
+                format!("container not found ({container:?})"),
+            );
         }
     };
     let (transport, headers) = match upgrade::negotiate(
@@ -196,7 +208,10 @@ async fn run_exec(
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             let msg = format!("error executing command in container: {e:#}");
-            return streams.output.finish(remotecommand::internal_error(&msg)).await;
+            return streams
+                .output
+                .finish(remotecommand::internal_error(&msg))
+                .await;
         }
         Err(e) => {
             return streams
@@ -229,7 +244,10 @@ async fn run_exec(
     };
     let Some(io) = io else {
         let msg = "the supervisor returned no streams for the exec";
-        return streams.output.finish(remotecommand::internal_error(msg)).await;
+        return streams
+            .output
+            .finish(remotecommand::internal_error(msg))
+            .await;
     };
     let output = streams.output.clone();
     let readers = pump(io, streams);
@@ -250,7 +268,10 @@ async fn run_attach(shim: ShimClient, id: String, opts: Options, streams: Stream
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             let msg = format!("error attaching to container: {e:#}");
-            return streams.output.finish(remotecommand::internal_error(&msg)).await;
+            return streams
+                .output
+                .finish(remotecommand::internal_error(&msg))
+                .await;
         }
         Err(e) => {
             return streams
@@ -272,11 +293,22 @@ async fn run_attach(shim: ShimClient, id: String, opts: Options, streams: Stream
     let mut outputs = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
         // Attached output arrives whether or not the client wants it.
-        let wanted = if i == 0 { opts.stdout || attached.tty } else { opts.stderr };
+        let wanted = if i == 0 {
+            opts.stdout || attached.tty
+        } else {
+            opts.stderr
+        };
         if wanted {
             outputs.push((i == 1, fd));
         }
     }
+    tracing::debug!(
+        ?opts,
+        tty = attached.tty,
+        input = attached.input,
+        terminal = terminal.is_some(),
+        "attached"
+    );
     let io = Stdio {
         input: input.filter(|_| opts.stdin),
         terminal,
@@ -319,6 +351,7 @@ fn pump(io: Stdio, streams: Streams) -> Vec<JoinHandle<()>> {
     if let Some(term) = io.terminal {
         tokio::spawn(async move {
             while let Some(size) = resize.recv().await {
+                tracing::debug!(width = size.width, height = size.height, "window size");
                 set_window_size(&term, size);
             }
         });

@@ -35,7 +35,9 @@ where
     let connect = Arc::new(connect);
     let mut pairs: HashMap<String, Pair> = HashMap::new();
     while let Some(s) = session.streams.recv().await {
-        let kind = get(&s.headers, "streamtype").unwrap_or_default().to_string();
+        let kind = get(&s.headers, "streamtype")
+            .unwrap_or_default()
+            .to_string();
         let port = get(&s.headers, "port").and_then(|p| p.parse::<u16>().ok());
         let Some(port) = port.filter(|p| *p > 0) else {
             tracing::debug!(stream = s.id, "port-forward stream without a valid port");

@@ -85,7 +85,8 @@ impl ResizeDecoder {
     pub fn feed(&mut self, data: &[u8]) -> Vec<TermSize> {
         self.pending.extend_from_slice(data);
         let mut sizes = Vec::new();
-        let mut stream = serde_json::Deserializer::from_slice(&self.pending).into_iter::<TermSize>();
+        let mut stream =
+            serde_json::Deserializer::from_slice(&self.pending).into_iter::<TermSize>();
         let mut used = 0;
         loop {
             match stream.next() {
@@ -395,10 +396,20 @@ mod tests {
 
     #[test]
     fn options_from_the_query() {
-        let o = Options::from_query(&q(&[("stdout", "true"), ("stderr", "1"), ("command", "ls")])).unwrap();
+        let o = Options::from_query(&q(&[
+            ("stdout", "true"),
+            ("stderr", "1"),
+            ("command", "ls"),
+        ]))
+        .unwrap();
         assert!(o.stdout && o.stderr && !o.stdin && !o.tty);
         // A terminal has no separate stderr.
-        let t = Options::from_query(&q(&[("stdin", "true"), ("stderr", "true"), ("tty", "true")])).unwrap();
+        let t = Options::from_query(&q(&[
+            ("stdin", "true"),
+            ("stderr", "true"),
+            ("tty", "true"),
+        ]))
+        .unwrap();
         assert!(t.tty && t.stdin && !t.stderr);
         assert!(Options::from_query(&q(&[("tty", "true")])).is_err());
     }
@@ -410,20 +421,41 @@ mod tests {
         assert_eq!(
             d.feed(b"ght\":24}\n{\"Width\":100,\"Height\":40}\n"),
             vec![
-                TermSize { width: 80, height: 24 },
-                TermSize { width: 100, height: 40 }
+                TermSize {
+                    width: 80,
+                    height: 24
+                },
+                TermSize {
+                    width: 100,
+                    height: 40
+                }
             ]
         );
-        assert_eq!(d.feed(b"{\"Width\":1,\"Height\":2}"), vec![TermSize { width: 1, height: 2 }]);
+        assert_eq!(
+            d.feed(b"{\"Width\":1,\"Height\":2}"),
+            vec![TermSize {
+                width: 1,
+                height: 2
+            }]
+        );
         assert_eq!(d.feed(b"nonsense"), vec![]);
-        assert_eq!(d.feed(b"{\"Width\":3,\"Height\":4}"), vec![TermSize { width: 3, height: 4 }]);
+        assert_eq!(
+            d.feed(b"{\"Width\":3,\"Height\":4}"),
+            vec![TermSize {
+                width: 3,
+                height: 4
+            }]
+        );
     }
 
     #[test]
     fn exit_codes_travel_as_a_cause() {
         let s = exit_status(3, &["sh".into(), "-c".into(), "exit 3".into()]);
         assert_eq!(s["reason"], "NonZeroExitCode");
-        assert_eq!(s["details"]["causes"][0], json!({"reason": "ExitCode", "message": "3"}));
+        assert_eq!(
+            s["details"]["causes"][0],
+            json!({"reason": "ExitCode", "message": "3"})
+        );
         assert_eq!(success()["status"], "Success");
     }
 
@@ -440,14 +472,23 @@ mod tests {
     #[tokio::test]
     async fn websocket_channels_carry_each_stream() {
         let (a, b) = tokio::io::duplex(1 << 16);
-        let opts = Options { stdin: true, stdout: true, stderr: true, tty: false };
+        let opts = Options {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            tty: false,
+        };
         let server = tokio::spawn(async move {
             let ws = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
             serve_websocket(ws, channels::V5, opts).await.unwrap()
         });
         let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let mut streams = server.await.unwrap();
-        assert_eq!(next(&mut client).await.unwrap(), vec![STDOUT], "the hello on stdout");
+        assert_eq!(
+            next(&mut client).await.unwrap(),
+            vec![STDOUT],
+            "the hello on stdout"
+        );
         let out = streams.output.clone();
         tokio::task::spawn_blocking(move || {
             out.blocking_stdout(b"o").unwrap();
@@ -458,16 +499,30 @@ mod tests {
         assert_eq!(next(&mut client).await.unwrap(), b"\x01o");
         assert_eq!(next(&mut client).await.unwrap(), b"\x02e");
 
-        client.send(Message::Binary(Bytes::from_static(b"\x00in"))).await.unwrap();
         client
-            .send(Message::Binary(Bytes::from_static(b"\x04{\"Width\":9,\"Height\":8}")))
+            .send(Message::Binary(Bytes::from_static(b"\x00in")))
             .await
             .unwrap();
-        client.send(Message::Binary(Bytes::from_static(&[255, 0]))).await.unwrap();
+        client
+            .send(Message::Binary(Bytes::from_static(
+                b"\x04{\"Width\":9,\"Height\":8}",
+            )))
+            .await
+            .unwrap();
+        client
+            .send(Message::Binary(Bytes::from_static(&[255, 0])))
+            .await
+            .unwrap();
         let mut stdin = streams.stdin.take().unwrap();
         assert_eq!(stdin.recv().await.as_deref(), Some(&b"in"[..]));
         assert_eq!(stdin.recv().await, None, "v5 close ends stdin");
-        assert_eq!(streams.resize.recv().await, Some(TermSize { width: 9, height: 8 }));
+        assert_eq!(
+            streams.resize.recv().await,
+            Some(TermSize {
+                width: 9,
+                height: 8
+            })
+        );
 
         let finish = tokio::spawn(streams.output.finish(exit_status(3, &[])));
         let d = next(&mut client).await.unwrap();

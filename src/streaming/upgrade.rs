@@ -42,7 +42,10 @@ pub fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
 /// The first protocol of the client's list (its order of preference) that
 /// the server speaks.
 fn choose(client: &[String], server: &[&str]) -> Option<String> {
-    client.iter().find(|c| server.contains(&c.as_str())).cloned()
+    client
+        .iter()
+        .find(|c| server.contains(&c.as_str()))
+        .cloned()
 }
 
 /// Which transport and protocol serve this request, and the headers of the
@@ -97,7 +100,8 @@ pub fn negotiate(
 }
 
 fn header(v: &str) -> Result<HeaderValue, Refused> {
-    HeaderValue::from_str(v).map_err(|_| Refused(StatusCode::BAD_REQUEST, format!("bad header value {v:?}")))
+    HeaderValue::from_str(v)
+        .map_err(|_| Refused(StatusCode::BAD_REQUEST, format!("bad header value {v:?}")))
 }
 
 /// The raw connection once the 101 answer went out.
@@ -130,7 +134,10 @@ mod tests {
         let h = req(&[
             ("upgrade", "websocket"),
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            ("sec-websocket-protocol", "v6.channel.k8s.io, v5.channel.k8s.io"),
+            (
+                "sec-websocket-protocol",
+                "v6.channel.k8s.io, v5.channel.k8s.io",
+            ),
             ("sec-websocket-protocol", "v4.channel.k8s.io"),
         ]);
         let (t, answer) = negotiate(&h, &["v4.channel.k8s.io", "v5.channel.k8s.io"], &[]).unwrap();
@@ -153,7 +160,10 @@ mod tests {
         assert_eq!(answer[STREAM_PROTOCOL_HEADER], "v4.channel.k8s.io");
         assert_eq!(answer[UPGRADE], "SPDY/3.1");
 
-        let old = req(&[("upgrade", "SPDY/3.1"), ("x-stream-protocol-version", "v2.channel.k8s.io")]);
+        let old = req(&[
+            ("upgrade", "SPDY/3.1"),
+            ("x-stream-protocol-version", "v2.channel.k8s.io"),
+        ]);
         let Refused(code, msg) = negotiate(&old, &[], &["v4.channel.k8s.io"]).unwrap_err();
         assert_eq!(code, StatusCode::FORBIDDEN);
         assert!(msg.contains("unable to negotiate protocol"), "{msg}");
@@ -162,7 +172,10 @@ mod tests {
     #[test]
     fn a_plain_request_is_told_to_upgrade() {
         let Refused(code, msg) = negotiate(&HeaderMap::new(), &[V], &[V]).unwrap_err();
-        assert_eq!((code, msg.as_str()), (StatusCode::BAD_REQUEST, "Upgrade request required"));
+        assert_eq!(
+            (code, msg.as_str()),
+            (StatusCode::BAD_REQUEST, "Upgrade request required")
+        );
     }
 
     const V: &str = "v4.channel.k8s.io";

@@ -99,10 +99,12 @@ pub async fn dial(
 ) -> ApiResult<TlsStream<TcpStream>> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let unreachable = |e: &dyn std::fmt::Display| {
-        ApiError::internal(format!("error dialing backend: dial tcp {host}:{port}: {e}"))
+        ApiError::internal(format!(
+            "error dialing backend: dial tcp {host}:{port}: {e}"
+        ))
     };
-    let name = rustls::pki_types::ServerName::try_from(bare.to_string())
-        .map_err(|e| unreachable(&e))?;
+    let name =
+        rustls::pki_types::ServerName::try_from(bare.to_string()).map_err(|e| unreachable(&e))?;
     let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         TcpStream::connect(format!("{host}:{port}")),
@@ -130,7 +132,10 @@ mod tests {
         }});
         assert_eq!(container(&pod, "p", Some("init")).unwrap(), "init");
         let e = container(&pod, "p", Some("x")).unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), (400, "container x is not valid for pod p"));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "container x is not valid for pod p")
+        );
         let e = container(&pod, "p", None).unwrap_err();
         assert_eq!(
             e.message,

@@ -54,11 +54,10 @@ pub async fn connect(
         format!("/{sub}/{ns}/{name}/{container}")
     };
     let upgrading = req.headers.contains_key(UPGRADE)
-        && req
-            .headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("upgrade")));
+        && req.headers.get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+        });
     let client_side = conn
         .upgrade
         .filter(|_| upgrading)
@@ -122,7 +121,11 @@ pub async fn connect(
         let (client, kubelet) = match tokio::join!(client_side, kubelet_side) {
             (Ok(c), Ok(k)) => (c, k),
             (c, k) => {
-                return tracing::debug!(client = c.is_ok(), kubelet = k.is_ok(), "stream upgrade failed")
+                return tracing::debug!(
+                    client = c.is_ok(),
+                    kubelet = k.is_ok(),
+                    "stream upgrade failed"
+                )
             }
         };
         let (mut c, mut k) = (TokioIo::new(client), TokioIo::new(kubelet));

@@ -119,11 +119,7 @@ impl Session {
     }
 }
 
-async fn write_loop<W: AsyncWrite>(
-    wr: W,
-    mut encoder: Encoder,
-    mut rx: mpsc::Receiver<Out>,
-) {
+async fn write_loop<W: AsyncWrite>(wr: W, mut encoder: Encoder, mut rx: mpsc::Receiver<Out>) {
     tokio::pin!(wr);
     let mut buf = BytesMut::new();
     while let Some(out) = rx.recv().await {
@@ -173,11 +169,7 @@ async fn write_loop<W: AsyncWrite>(
     }
 }
 
-async fn read_loop<R: AsyncRead>(
-    rd: R,
-    out: mpsc::Sender<Out>,
-    new_streams: mpsc::Sender<Stream>,
-) {
+async fn read_loop<R: AsyncRead>(rd: R, out: mpsc::Sender<Out>, new_streams: mpsc::Sender<Stream>) {
     tokio::pin!(rd);
     let mut decoder = Decoder::new();
     let mut buf = BytesMut::with_capacity(16 * 1024);
