@@ -298,9 +298,9 @@ fn port_forward_reaches_a_pod_port() {
         .spawn()
         .expect("kubectl port-forward");
     let mut first = String::new();
-    BufReader::new(pf.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("port-forward output");
+    // Kept open: kubectl still writes to it ("Handling connection…").
+    let mut progress = BufReader::new(pf.stdout.take().expect("stdout"));
+    progress.read_line(&mut first).expect("port-forward output");
     let _ = s
         .in_netns("curl")
         .args(["-sS", "-m", "10", "http://127.0.0.1:18090/"])
@@ -311,6 +311,7 @@ fn port_forward_reaches_a_pod_port() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = pf.kill();
+    drop(progress);
     let out = pf.wait_with_output().expect("port-forward output");
     assert!(
         text(&out.stderr).contains("error forwarding port 9999 to pod web"),
