@@ -408,7 +408,7 @@ async fn running_container(k: &Kubelet, uid: &str, name: &str) -> Option<(ShimCl
             .into_iter()
             .filter(|c| c.name == name)
             .max_by_key(|c| c.attempt)?;
-        (latest.status == Status::Running).then(|| (shim, latest.id))
+        (latest.status == Status::Running).then_some((shim, latest.id))
     })
     .await
     .ok()

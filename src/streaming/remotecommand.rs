@@ -123,7 +123,8 @@ pub fn exit_status(code: i32, command: &[String]) -> Value {
         "metadata": {},
         "status": "Failure",
         "message": format!(
-            "command terminated with non-zero exit code: error executing command {command:?}, exit code {code}"
+            "command terminated with non-zero exit code: error executing command [{}], exit code {code}",
+            command.join(" ")
         ),
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
@@ -155,6 +156,10 @@ pub struct Streams {
     pub output: Output,
 }
 
+/// The client went away (or the session ended).
+#[derive(Debug)]
+pub struct ClientGone;
+
 /// Writes to the client; cheap to clone into reader threads.
 #[derive(Clone)]
 pub struct Output {
@@ -163,18 +168,18 @@ pub struct Output {
 
 impl Output {
     /// From a blocking thread; Err once the client is gone.
-    pub fn blocking_stdout(&self, data: &[u8]) -> Result<(), ()> {
+    pub fn blocking_stdout(&self, data: &[u8]) -> Result<(), ClientGone> {
         self.blocking(STDOUT, data)
     }
 
-    pub fn blocking_stderr(&self, data: &[u8]) -> Result<(), ()> {
+    pub fn blocking_stderr(&self, data: &[u8]) -> Result<(), ClientGone> {
         self.blocking(STDERR, data)
     }
 
-    fn blocking(&self, channel: u8, data: &[u8]) -> Result<(), ()> {
+    fn blocking(&self, channel: u8, data: &[u8]) -> Result<(), ClientGone> {
         self.tx
             .blocking_send(Msg::Data(channel, Bytes::copy_from_slice(data)))
-            .map_err(|_| ())
+            .map_err(|_| ClientGone)
     }
 
     pub async fn stderr(&self, data: &[u8]) {

@@ -105,6 +105,12 @@ impl Deflater {
 /// The receiving side's decompression context.
 pub struct Inflater(Decompress);
 
+impl Default for Inflater {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Inflater {
     pub fn new() -> Self {
         Inflater(Decompress::new(true))
