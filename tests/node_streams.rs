@@ -133,6 +133,23 @@ fn exec_propagates_exit_codes_streams_and_stdin() {
         let out = s.kubectl_v(v, &["exec", "p", "--", "no-such-binary"]);
         fails_with(&out, "no-such-binary");
     }
+    // The official Python client (WebSocket v5, and v4 when it asks).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/stream_exec.py");
+    let out = s
+        .in_netns("python3")
+        .args([script, path_str(&s.kubeconfig), "p"])
+        .output()
+        .expect("run python3");
+    common::assert_ok(&out, "python exec");
+    assert!(text(&out.stdout).contains("python stream ok"), "{out:?}");
+    for transport in [
+        "WebSocket(\"v5.channel.k8s.io\")",
+        "WebSocket(\"v4.channel.k8s.io\")",
+        "Spdy(\"v4.channel.k8s.io\")",
+    ] {
+        assert!(s.log().contains(transport), "no {transport} session");
+    }
+
     apply(
         &s,
         "apiVersion: v1\nkind: Pod\nmetadata: {name: unbound}\nspec:\n  containers: [{name: c, image: kone.test/busybox:1}]\n",
