@@ -6,7 +6,6 @@
 //! between those and the client's WebSocket or SPDY streams here.
 
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +18,8 @@ use http::StatusCode;
 use hyper::upgrade::OnUpgrade;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
 
 use super::server::authorized;
@@ -339,10 +340,10 @@ fn pump(io: Stdio, streams: Streams) -> Vec<JoinHandle<()>> {
         output,
     } = streams;
     if let (Some(mut rx), Some(fd)) = (stdin, io.input) {
-        tokio::task::spawn_blocking(move || {
-            let mut w = File::from(fd);
-            while let Some(data) = rx.blocking_recv() {
-                if w.write_all(&data).is_err() {
+        tokio::spawn(async move {
+            let Ok(w) = async_fd(fd) else { return };
+            while let Some(data) = rx.recv().await {
+                if write_all(&w, &data).await.is_err() {
                     break;
                 }
             }
@@ -358,28 +359,63 @@ fn pump(io: Stdio, streams: Streams) -> Vec<JoinHandle<()>> {
     }
     io.outputs
         .into_iter()
-        .map(|(is_stderr, fd)| {
-            let out: Output = output.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut r = File::from(fd);
-                let mut buf = vec![0u8; 32 * 1024];
-                loop {
-                    let n = match r.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let sent = if is_stderr {
-                        out.blocking_stderr(&buf[..n])
-                    } else {
-                        out.blocking_stdout(&buf[..n])
-                    };
-                    if sent.is_err() {
-                        return;
-                    }
-                }
-            })
-        })
+        .map(|(is_stderr, fd)| tokio::spawn(copy_out(fd, is_stderr, output.clone())))
         .collect()
+}
+
+/// Copies one output to the client until EOF, or until the client is gone:
+/// then our end closes, and the process (or the supervisor's attach copy)
+/// sees a broken pipe, as it would under upstream runtimes.
+async fn copy_out(fd: OwnedFd, is_stderr: bool, out: Output) {
+    let Ok(r) = async_fd(fd) else { return };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = tokio::select! {
+            read = read_some(&r, &mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            () = out.closed() => return,
+        };
+        if out.write(is_stderr, &buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A pipe or terminal master, non-blocking, on tokio's reactor.
+fn async_fd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags))?;
+    // SAFETY: an OwnedFd is open, and stays the same descriptor until the
+    // AsyncFd that owns it is dropped.
+    Ok(unsafe { AsyncFd::register(fd) }?)
+}
+
+/// One read; a terminal master reports EIO once the last process is gone.
+async fn read_some(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        let mut guard = fd.readable().await?;
+        let read = guard.try_io(|inner| {
+            nix::unistd::read(inner.as_raw_fd(), buf).map_err(std::io::Error::from)
+        });
+        if let Ok(result) = read {
+            return result;
+        }
+    }
+}
+
+async fn write_all(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let mut guard = fd.writable().await?;
+        let written =
+            guard.try_io(|inner| nix::unistd::write(inner, data).map_err(std::io::Error::from));
+        if let Ok(result) = written {
+            data = &data[result?..];
+        }
+    }
+    Ok(())
 }
 
 fn set_window_size(term: &OwnedFd, size: TermSize) {

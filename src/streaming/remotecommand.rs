@@ -160,33 +160,25 @@ pub struct Streams {
 #[derive(Debug)]
 pub struct ClientGone;
 
-/// Writes to the client; cheap to clone into reader threads.
+/// Writes to the client; cheap to clone into the output copiers.
 #[derive(Clone)]
 pub struct Output {
     tx: mpsc::Sender<Msg>,
 }
 
 impl Output {
-    /// From a blocking thread; Err once the client is gone.
-    pub fn blocking_stdout(&self, data: &[u8]) -> Result<(), ClientGone> {
-        self.blocking(STDOUT, data)
-    }
-
-    pub fn blocking_stderr(&self, data: &[u8]) -> Result<(), ClientGone> {
-        self.blocking(STDERR, data)
-    }
-
-    fn blocking(&self, channel: u8, data: &[u8]) -> Result<(), ClientGone> {
+    /// Data for stdout (or stderr); Err once the client is gone.
+    pub async fn write(&self, stderr: bool, data: &[u8]) -> Result<(), ClientGone> {
+        let channel = if stderr { STDERR } else { STDOUT };
         self.tx
-            .blocking_send(Msg::Data(channel, Bytes::copy_from_slice(data)))
+            .send(Msg::Data(channel, Bytes::copy_from_slice(data)))
+            .await
             .map_err(|_| ClientGone)
     }
 
-    pub async fn stderr(&self, data: &[u8]) {
-        let _ = self
-            .tx
-            .send(Msg::Data(STDERR, Bytes::copy_from_slice(data)))
-            .await;
+    /// Completes when the client is gone (the session's connection ended).
+    pub async fn closed(&self) {
+        self.tx.closed().await
     }
 
     /// Sends `status` on the error stream and closes the connection once
@@ -494,13 +486,8 @@ mod tests {
             vec![STDOUT],
             "the hello on stdout"
         );
-        let out = streams.output.clone();
-        tokio::task::spawn_blocking(move || {
-            out.blocking_stdout(b"o").unwrap();
-            out.blocking_stderr(b"e").unwrap();
-        })
-        .await
-        .unwrap();
+        streams.output.write(false, b"o").await.unwrap();
+        streams.output.write(true, b"e").await.unwrap();
         assert_eq!(next(&mut client).await.unwrap(), b"\x01o");
         assert_eq!(next(&mut client).await.unwrap(), b"\x02e");
 
