@@ -133,6 +133,37 @@ fn exec_propagates_exit_codes_streams_and_stdin() {
         let out = s.kubectl_v(v, &["exec", "p", "--", "no-such-binary"]);
         fails_with(&out, "no-such-binary");
     }
+    // A client that goes away leaves its command writing into a closed
+    // pipe, which ends it (SIGPIPE), as under upstream runtimes.
+    let mut gone = s
+        .kubectl_cmd(None)
+        .args([
+            "exec",
+            "p",
+            "--",
+            "sh",
+            "-c",
+            "while true; do echo tick; sleep 0.2; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl exec");
+    let mut first = String::new();
+    BufReader::new(gone.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("first tick");
+    assert_eq!(first, "tick\n");
+    let _ = gone.kill();
+    let _ = gone.wait();
+    common::wait_until(
+        "the abandoned command ends",
+        Duration::from_secs(30),
+        || {
+            let ps = s.kubectl(&["exec", "p", "--", "ps"]);
+            ps.status.success() && !text(&ps.stdout).contains("echo tick")
+        },
+    );
+
     // The official Python client (WebSocket v5, and v4 when it asks).
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/stream_exec.py");
     let out = s
