@@ -14,3 +14,4 @@ pub mod netinfo;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;
+pub mod streaming;
