@@ -487,4 +487,16 @@ async fn kube_rs_patch_apply() {
         status["message"],
         r#"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#
     );
+    assert_eq!(status["details"]["causes"][0]["field"], "fieldManager");
+    // force belongs to apply only
+    let resp = s
+        .http()
+        .patch(format!("{url}?force=true"))
+        .bearer_auth(common::TEST_TOKEN)
+        .header("Content-Type", "application/merge-patch+json")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 422);
 }

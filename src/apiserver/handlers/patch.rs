@@ -90,6 +90,13 @@ pub async fn patch(req: Request<'_>, body: Body) -> ApiResult<Response> {
     let info = &*req.target.info;
     let name = req.target.name.clone().unwrap_or_default();
     let kind = PatchType::from_headers(&req.headers)?;
+    if req.query.get("force").is_some() {
+        return Err(patch_options_invalid(
+            "force",
+            "FieldValueForbidden",
+            "Forbidden: may not be specified for non-apply patch",
+        ));
+    }
     let bytes = body::read(body).await?;
     let mode = req.query.field_validation()?;
     let mut attempt = 0;
@@ -127,21 +134,11 @@ async fn apply(req: Request<'_>, body: Body) -> ApiResult<Response> {
     let info = &*req.target.info;
     let name = req.target.name.clone().unwrap_or_default();
     let Some(manager) = req.query.get("fieldManager").map(String::from) else {
-        // Upstream validates PatchOptions: 422 naming the missing field.
-        let missing = FieldError {
-            field: "fieldManager".into(),
-            reason: "FieldValueRequired",
-            message: "Required value: is required for apply patch".into(),
-        };
-        let mut e = ApiError::invalid("PatchOptions", "meta.k8s.io", "", &[missing]);
-        e.message = format!(
-            "PatchOptions.meta.k8s.io \"\" is invalid: {}",
-            e.message
-                .split_once(": ")
-                .map(|(_, m)| m)
-                .unwrap_or_default()
-        );
-        return Err(e);
+        return Err(patch_options_invalid(
+            "fieldManager",
+            "FieldValueRequired",
+            "Required value: is required for apply patch",
+        ));
     };
     let force = req.query.flag("force");
     let mode = req.query.field_validation()?;
@@ -207,4 +204,17 @@ async fn apply(req: Request<'_>, body: Body) -> ApiResult<Response> {
             }
         }
     }
+}
+
+/// Upstream validates PatchOptions before anything else: 422 naming the
+/// option.
+fn patch_options_invalid(field: &str, reason: &'static str, message: &str) -> ApiError {
+    let error = FieldError {
+        field: field.into(),
+        reason,
+        message: message.into(),
+    };
+    let mut e = ApiError::invalid("PatchOptions", "meta.k8s.io", "", &[error]);
+    e.message = format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {message}");
+    e
 }

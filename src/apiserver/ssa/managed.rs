@@ -135,26 +135,35 @@ pub struct Writer<'a> {
 /// lets clients edit managedFields (kubectl's client-side to server-side
 /// apply migration does).
 pub fn record_update(w: &Writer, old: Option<&Value>, new: &mut Value) {
+    let stored = old.and_then(|o| o.pointer("/metadata/managedFields"));
     let sent = w.scope != Scope::Status
         && new
             .pointer("/metadata/managedFields")
             .and_then(Value::as_array)
             .is_some_and(|l| !l.is_empty())
-        && old.map(|o| o.pointer("/metadata/managedFields"))
-            != Some(new.pointer("/metadata/managedFields"));
-    let mut entries = decode(if sent { Some(&*new) } else { old });
+        && stored != new.pointer("/metadata/managedFields");
     let (changed, removed) = walk::changes(old, new, w.ty, w.scope);
-    if !changed.is_empty() || !removed.is_empty() {
-        for e in entries.iter_mut() {
-            if !e.is(w.manager, UPDATE, w.subresource) {
-                e.set = e.set.difference(&changed);
-                e.set.remove_subtrees(&removed);
-            }
+    if changed.is_empty() && removed.is_empty() {
+        // Nothing of this writer's to record: keep the entries as they are
+        // (the common case of a write that changes only status or nothing).
+        if !sent {
+            match stored {
+                Some(m) => object::meta_mut(new).insert("managedFields".into(), m.clone()),
+                None => object::meta_mut(new).remove("managedFields"),
+            };
         }
-        let own = own_entry(&mut entries, w, UPDATE);
-        own.set.union(&changed);
-        own.set.remove_subtrees(&removed);
+        return;
     }
+    let mut entries = decode(if sent { Some(&*new) } else { old });
+    for e in entries.iter_mut() {
+        if !e.is(w.manager, UPDATE, w.subresource) {
+            e.set = e.set.difference(&changed);
+            e.set.remove_subtrees(&removed);
+        }
+    }
+    let own = own_entry(&mut entries, w, UPDATE);
+    own.set.union(&changed);
+    own.set.remove_subtrees(&removed);
     encode(entries, new);
 }
 
