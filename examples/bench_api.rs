@@ -18,7 +18,9 @@
 //!    own reqwest::Client (its own TLS connection, warmed up before timing);
 //! 4. watch delivery latency with 100 watchers;
 //! 5. LIST of 10,000 ConfigMaps (median of 10);
-//! 6. server RSS after the run.
+//! 6. strategic-merge PATCHes and server-side applies of 3-container
+//!    Deployments at 16 clients (each client patching its own Deployment);
+//! 7. server RSS after the run.
 //!
 //! `--quick` divides the counts by ten for a smoke run.
 
@@ -44,6 +46,8 @@ struct Counts {
     list_items: usize,
     store_objects: usize,
     store_updates: usize,
+    /// Patches per kind (strategic merge, server-side apply), 16 clients.
+    patches: usize,
 }
 
 impl Counts {
@@ -56,6 +60,7 @@ impl Counts {
             list_items: 10_000 / d,
             store_objects: 1_000 / d,
             store_updates: 200_000 / d,
+            patches: 8_000 / d,
         }
     }
 }
@@ -63,6 +68,9 @@ impl Counts {
 /// Upper bounds on each phase's wall time, so a slow server cannot make the
 /// benchmark run for ever; a phase cut short says so in its output.
 const CREATE_LEVEL_LIMIT: Duration = Duration::from_secs(60);
+const PATCH_LIMIT: Duration = Duration::from_secs(60);
+/// Concurrent clients of the patch phase.
+const PATCH_CLIENTS: usize = 16;
 const FILL_LIMIT: Duration = Duration::from_secs(90);
 const UPDATE_LIMIT: Duration = Duration::from_secs(150);
 const COMPACT_WAIT: Duration = Duration::from_secs(30);
@@ -776,6 +784,115 @@ async fn phase_creates(bench: &Arc<Bench>, clients: usize, total: usize) -> Resu
     Ok(stats)
 }
 
+/// A Deployment with three containers (no replicas: no pods to make), its
+/// annotation `bench/n` set to `n`: the apply configuration of the patch
+/// phase and the object it starts from.
+fn deployment(ns: &str, name: &str, n: usize) -> Value {
+    let container = |i: usize| {
+        json!({
+            "name": format!("c{i}"),
+            "image": "busybox:1.36",
+            "command": ["sleep", "3600"],
+            "ports": [{"containerPort": 8080 + i, "name": format!("p{i}")}],
+            "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+            "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}},
+        })
+    };
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name},
+            "annotations": {"bench/n": n.to_string()}},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [container(0), container(1), container(2)]},
+            },
+        },
+    })
+}
+
+#[derive(Clone, Copy)]
+enum PatchKind {
+    Strategic,
+    Apply,
+}
+
+/// `total` patches at 16 clients, client w patching Deployment w only, each
+/// patch a real change (the annotation takes the request number).
+async fn phase_patches(bench: &Arc<Bench>, kind: PatchKind, total: usize) -> Result<RunStats> {
+    let ns = match kind {
+        PatchKind::Strategic => "bench-smp",
+        PatchKind::Apply => "bench-ssa",
+    };
+    let client = bench.client(Some(REQUEST_TIMEOUT))?;
+    bench.create_namespace(&client, ns).await?;
+    for w in 0..PATCH_CLIENTS {
+        let d = deployment(ns, &format!("d{w}"), 0);
+        bench
+            .call(
+                &client,
+                reqwest::Method::POST,
+                &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+                Some(&d),
+                &[201],
+            )
+            .await?;
+    }
+    let make: MakeRequest = {
+        let bench = bench.clone();
+        Arc::new(move |c: &reqwest::Client, k: usize| {
+            let name = format!("d{}", k % PATCH_CLIENTS);
+            let url = bench.url(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"));
+            let (url, content_type, body) = match kind {
+                PatchKind::Strategic => (
+                    url,
+                    "application/strategic-merge-patch+json",
+                    json!({
+                        "metadata": {"annotations": {"bench/n": k.to_string()}},
+                        "spec": {"template": {"spec": {"containers": [
+                            {"name": "c1", "env": [{"name": "B", "value": "2"}]}
+                        ]}}},
+                    }),
+                ),
+                PatchKind::Apply => (
+                    format!("{url}?fieldManager=bench"),
+                    "application/apply-patch+yaml",
+                    deployment(ns, &name, k),
+                ),
+            };
+            c.patch(url)
+                .bearer_auth(&bench.token)
+                .header("content-type", content_type)
+                .body(serde_json::to_vec(&body).unwrap_or_default())
+        })
+    };
+    let label = match kind {
+        PatchKind::Strategic => "strategic merge patch",
+        PatchKind::Apply => "server-side apply",
+    };
+    let stats = run_workers(
+        bench,
+        Load {
+            label: label.into(),
+            workers: PATCH_CLIENTS,
+            total,
+            limit: PATCH_LIMIT,
+            expect: 200,
+            warmup_path: format!("/api/v1/namespaces/{ns}"),
+            make,
+        },
+    )
+    .await?;
+    eprintln!(
+        "  {}",
+        stats.summary(&format!("{total} {label}es at {PATCH_CLIENTS} clients"))
+    );
+    Ok(stats)
+}
+
 struct WatchResult {
     lats: Vec<Duration>,
     expected: usize,
@@ -1307,6 +1424,39 @@ async fn run(
         }
     }
 
+    let mut patch_keys = Vec::new();
+    for (kind, what, key) in [
+        (PatchKind::Strategic, "strategic-merge PATCH", "smp"),
+        (PatchKind::Apply, "server-side apply", "ssa"),
+    ] {
+        eprintln!("bench: {what} of 3-container Deployments at {PATCH_CLIENTS} clients{q}");
+        match phase_patches(&bench, kind, counts.patches).await {
+            Ok(s) => {
+                rep.row(
+                    &format!("{what}/s, {PATCH_CLIENTS} clients"),
+                    format!("{:.0}", s.per_s()),
+                    ">= 2000",
+                    Some(s.per_s() >= 2000.0),
+                );
+                rep.row(
+                    &format!("{what} p50 / p99 (ms)"),
+                    format!("{:.1} / {:.1}", s.p(50.0), s.p(99.0)),
+                    "p99 <= 30",
+                    Some(s.p(99.0) <= 30.0),
+                );
+                patch_keys.push((format!("{key}_per_s_16"), s.per_s()));
+                patch_keys.push((format!("{key}_p50_ms_16"), s.p(50.0)));
+                patch_keys.push((format!("{key}_p99_ms_16"), s.p(99.0)));
+            }
+            Err(e) => {
+                all_ok = false;
+                eprintln!("  FAILED: {e:#}");
+                rep.failed(&format!("{what}/s, {PATCH_CLIENTS} clients"), ">= 2000");
+            }
+        }
+        rss_note(&format!("the {what} phase"));
+    }
+
     let (rss_after, rss_peak) = rss_mb(pid).unwrap_or((f64::NAN, f64::NAN));
     let anon_after = status_mb(pid, "RssAnon:").unwrap_or(f64::NAN);
     let file_after = status_mb(pid, "RssFile:").unwrap_or(f64::NAN);
@@ -1358,6 +1508,9 @@ async fn run(
     );
     for (k, v) in store_keys {
         rep.key(k, v);
+    }
+    for (k, v) in patch_keys {
+        rep.key(&k, v);
     }
     rep.key("rss_after_mb", rss_after);
     rep.key("rss_peak_mb", rss_peak);

@@ -115,16 +115,7 @@ pub fn prepare_update(info: &ResourceInfo, status_only: bool, old: &Value, new: 
         }
     }
     let old_meta = object::meta(old).cloned().unwrap_or_default();
-    let spec_changed = if info.has_status {
-        object::spec_part(old) != object::spec_part(new)
-    } else {
-        let content = |o: &Value| {
-            let mut c = o.as_object().cloned().unwrap_or_default();
-            c.remove("metadata");
-            c
-        };
-        content(old) != content(new)
-    };
+    let spec_changed = spec_changed(info, old, new);
     let m = meta_mut(new);
     for k in [
         "uid",
@@ -148,6 +139,31 @@ pub fn prepare_update(info: &ResourceInfo, status_only: bool, old: &Value, new: 
             .unwrap_or(0);
         m.insert("generation".into(), json!(g + 1));
     }
+}
+
+fn spec_changed(info: &ResourceInfo, old: &Value, new: &Value) -> bool {
+    if info.has_status {
+        object::spec_part(old) != object::spec_part(new)
+    } else {
+        let content = |o: &Value| {
+            let mut c = o.as_object().cloned().unwrap_or_default();
+            c.remove("metadata");
+            c
+        };
+        content(old) != content(new)
+    }
+}
+
+/// Undo the generation bump of an update whose spec only looked changed
+/// before defaulting (a client leaving out what defaulting fills back in).
+pub fn settle_generation(info: &ResourceInfo, old: &Value, new: &mut Value) {
+    if !tracks_generation(info) || spec_changed(info, old, new) {
+        return;
+    }
+    match old.pointer("/metadata/generation") {
+        Some(g) => meta_mut(new).insert("generation".into(), g.clone()),
+        None => meta_mut(new).remove("generation"),
+    };
 }
 
 /// True once an object being deleted has nothing left holding it.

@@ -22,6 +22,7 @@ pub mod printers;
 pub mod protobuf;
 pub mod query;
 pub mod router;
+mod ssa;
 pub mod state;
 pub mod status;
 pub mod table;

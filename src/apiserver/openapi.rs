@@ -9,7 +9,7 @@
 
 pub mod crd;
 mod paths;
-mod schemas;
+pub mod schemas;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -49,6 +49,8 @@ pub struct Schema {
     /// `x-kubernetes-list-type`: atomic, set or map.
     pub list_type: Option<String>,
     pub list_map_keys: Vec<String>,
+    /// `x-kubernetes-map-type`: granular or atomic.
+    pub map_type: Option<String>,
     pub all_of: Vec<Schema>,
     pub any_of: Vec<Schema>,
     pub one_of: Vec<Schema>,
@@ -157,6 +159,7 @@ impl Schema {
             int_or_string: flag(v, "x-kubernetes-int-or-string"),
             list_type: string(v, "x-kubernetes-list-type"),
             list_map_keys: strings(v, "x-kubernetes-list-map-keys"),
+            map_type: string(v, "x-kubernetes-map-type"),
             all_of: list("allOf")?,
             any_of: list("anyOf")?,
             one_of: list("oneOf")?,

@@ -3,15 +3,29 @@
 use axum::body::Body;
 use axum::response::Response;
 use http::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::read::render_one;
+use super::update::{record_fields, Fields};
 use super::Request;
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::{admit, body, custom, lifecycle};
 
 pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
+    let info = &*req.target.info;
+    let bytes = body::read(body).await?;
+    let (obj, warnings) = admit::decode_object(info, &req.headers, &bytes, &req.query)?;
+    create_object(&req, obj, &warnings, Fields::Update).await
+}
+
+/// Create a decoded object, with the field ownership `fields` gives.
+pub async fn create_object(
+    req: &Request<'_>,
+    mut obj: Value,
+    warnings: &[String],
+    fields: Fields<'_>,
+) -> ApiResult<Response> {
     let info = &*req.target.info;
     if info.custom.as_ref().is_some_and(|c| c.terminating) {
         return Err(ApiError::new(
@@ -20,9 +34,6 @@ pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
             "create not allowed while custom resource definition is terminating",
         ));
     }
-    let bytes = body::read(body).await?;
-    let (mut obj, warnings) = admit::decode_object(info, &req.headers, &bytes, &req.query)?;
-
     let namespace = if info.namespaced() {
         let url_ns = req
             .target
@@ -61,11 +72,12 @@ pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
     let name = object::name(&obj).unwrap_or("").to_string();
 
     if let Some(ns) = &namespace {
-        ensure_namespace_open(&req, ns, &name).await?;
+        ensure_namespace_open(req, ns, &name).await?;
     }
 
     lifecycle::prepare_create(info, &mut obj);
     admit::default_and_validate_create(info, &mut obj)?;
+    record_fields(req, None, &mut obj, fields)?;
 
     let held = if info.kind == "Service" && info.group.is_empty() {
         let held = req
@@ -84,8 +96,8 @@ pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
     };
 
     if req.query.dry_run()? {
-        release(&req);
-        return with_warnings(render_one(&req, StatusCode::CREATED, &obj)?, &warnings);
+        release(req);
+        return with_warnings(render_one(req, StatusCode::CREATED, &obj)?, warnings);
     }
 
     let key = info.key(namespace.as_deref(), &name);
@@ -97,10 +109,10 @@ pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
     {
         Ok(rev) => {
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
-            with_warnings(render_one(&req, StatusCode::CREATED, &obj)?, &warnings)
+            with_warnings(render_one(req, StatusCode::CREATED, &obj)?, warnings)
         }
         Err(e) => {
-            release(&req);
+            release(req);
             Err(ApiError::from_store(e, info, &name))
         }
     }

@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::read::{fetch_with_rev, list_objects, render_one};
-use super::update::{write, Mode};
+use super::update::{write, Fields, Mode};
 use super::{json, Request};
 use crate::api::crd::CLEANUP_FINALIZER;
 use crate::api::registry::ResourceInfo;
@@ -113,7 +113,7 @@ async fn delete_one(
         let result = match marked {
             // Through the ordinary write, which removes the object instead
             // if nothing holds it any more.
-            Some(new) => write(req, &obj, new, rev, Mode::Deletion)
+            Some(new) => write(req, &obj, new, rev, Mode::Deletion, Fields::Update)
                 .await
                 .map(|w| (StatusCode::OK, w)),
             None if dry_run => Ok((StatusCode::OK, deleted_reply(info, name, &obj))),

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::patch::PatchType;
 use super::read::fetch_with_rev;
-use super::update::{write, Mode};
+use super::update::{write, Fields, Mode};
 use super::{json, Request};
 use crate::api::registry::ResourceInfo;
 use crate::apiserver::body;
@@ -163,7 +163,7 @@ async fn apply_scale(
         &Paths::of(info).spec_replicas,
         Value::Number(replicas),
     );
-    let written = write(req, old, new, rev, Mode::Main).await?;
+    let written = write(req, old, new, rev, Mode::Main, Fields::Update).await?;
     Ok(json(StatusCode::OK, &scale_of(info, &written)))
 }
 

@@ -11,7 +11,7 @@ use super::Request;
 use crate::apiserver::ipalloc;
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{ApiError, ApiResult};
-use crate::apiserver::{admit, body, custom, lifecycle};
+use crate::apiserver::{admit, body, custom, lifecycle, ssa};
 
 pub async fn put(req: Request<'_>, body: Body) -> ApiResult<Response> {
     let info = &*req.target.info;
@@ -56,7 +56,7 @@ pub async fn put(req: Request<'_>, body: Body) -> ApiResult<Response> {
         if expected.is_some_and(|e| e != rev) {
             return Err(ApiError::conflict(info, &name));
         }
-        match write(&req, &old, new.clone(), rev, Mode::of(&req)).await {
+        match write(&req, &old, new.clone(), rev, Mode::of(&req), Fields::Update).await {
             Err(e) if e.reason == "Conflict" && expected.is_none() && attempt < 5 => attempt += 1,
             Err(e) => return Err(e),
             Ok(written) => {
@@ -91,6 +91,37 @@ impl Mode {
     }
 }
 
+/// How a write settles who owns which fields (metadata.managedFields).
+#[derive(Clone, Copy)]
+pub enum Fields<'a> {
+    /// An ordinary write: its manager owns what it changed.
+    Update,
+    /// A server-side apply of this configuration.
+    Apply { force: bool, config: &'a Value },
+}
+
+/// The field manager of a request, and the ownership `fields` gives it in
+/// `new`, decided once `new` is defaulted (defaults an update sets are its
+/// manager's, as upstream).
+pub fn record_fields(
+    req: &Request<'_>,
+    old: Option<&Value>,
+    new: &mut Value,
+    fields: Fields<'_>,
+) -> ApiResult<()> {
+    let manager = ssa::manager(req.query.get("fieldManager"), &req.headers);
+    let target = ssa::Target {
+        info: &req.target.info,
+        manager: &manager,
+        subresource: req.target.subresource.as_deref(),
+    };
+    match fields {
+        Fields::Update => ssa::record_update(&target, old, new),
+        Fields::Apply { force, config } => ssa::record_apply(&target, force, config, old, new)?,
+    }
+    Ok(())
+}
+
 /// Write `new` over `old` (read at `rev`): server-owned fields carried
 /// over, defaults and validation applied, the object removed instead once a
 /// deletion has nothing left holding it. A write that changes nothing is
@@ -101,6 +132,7 @@ pub async fn write(
     mut new: Value,
     rev: i64,
     mode: Mode,
+    fields: Fields<'_>,
 ) -> ApiResult<Value> {
     let info = &*req.target.info;
     let name = req.target.name.clone().unwrap_or_default();
@@ -128,8 +160,12 @@ pub async fn write(
             }
             lifecycle::prepare_update(info, false, old, &mut new);
             admit::default_and_validate_update(info, &mut new, old)?;
+            lifecycle::settle_generation(info, old, &mut new);
         }
         Mode::Deletion | Mode::Binding => {}
+    }
+    if matches!(mode, Mode::Main | Mode::Status) {
+        record_fields(req, Some(old), &mut new, fields)?;
     }
     let is_service = is_service(info);
     let (taken, freed) = if is_service {
