@@ -3,15 +3,18 @@ pub mod crd;
 pub mod events;
 pub mod informers;
 pub mod namespace;
+pub mod namespace_defaults;
 
 use kube::Client;
 
 /// Starts every control loop of `kone server` and the scheduler; loops
 /// built on watched state share one set of informers.
-pub fn start(client: Client) {
+/// `ca_pem` is the API server's CA, published in every namespace.
+pub fn start(client: Client, ca_pem: String) {
     let informers = informers::Informers::new(client.clone());
     tokio::spawn(namespace::run(client.clone()));
     tokio::spawn(crd::run(client.clone()));
     tokio::spawn(events::run_ttl(client));
+    tokio::spawn(namespace_defaults::run(informers.clone(), ca_pem));
     tokio::spawn(crate::scheduler::run(informers));
 }
