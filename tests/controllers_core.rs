@@ -102,3 +102,158 @@ fn every_namespace_gets_a_default_service_account_and_the_root_ca() {
         cm(&s).filter(|o| o["data"]["ca.crt"].as_str() == Some(ca.as_str()))
     });
 }
+
+/// Sets a pod's IP and Ready condition the way its kubelet would.
+fn set_pod_status(s: &Server, pod: &str, ip: &str, ready: bool) {
+    let status = format!(
+        r#"{{"status": {{"phase": "Running", "podIP": "{ip}", "podIPs": [{{"ip": "{ip}"}}],
+            "conditions": [{{"type": "Ready", "status": "{}"}}]}}}}"#,
+        if ready { "True" } else { "False" }
+    );
+    s.ok(&[
+        "patch",
+        "pod",
+        pod,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ]);
+}
+
+/// (ready addresses, not-ready addresses) of the Service's EndpointSlices.
+fn slice_addresses(s: &Server, svc: &str) -> (Vec<String>, Vec<String>) {
+    let v = get_json(
+        s,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            &format!("kubernetes.io/service-name={svc}"),
+            "-o",
+            "json",
+        ],
+    )
+    .unwrap_or_default();
+    let mut ready = Vec::new();
+    let mut not_ready = Vec::new();
+    for slice in v["items"].as_array().into_iter().flatten() {
+        assert_eq!(
+            slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+            "endpointslice-controller.k8s.io"
+        );
+        assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+        for e in slice["endpoints"].as_array().into_iter().flatten() {
+            let ip = e["addresses"][0].as_str().unwrap_or("").to_string();
+            if e["conditions"]["ready"] == true {
+                ready.push(ip);
+            } else {
+                not_ready.push(ip);
+            }
+        }
+    }
+    ready.sort();
+    not_ready.sort();
+    (ready, not_ready)
+}
+
+#[test]
+fn endpoints_and_slices_follow_ready_pods() {
+    let s = Server::start();
+    let manifest = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: {app: db}
+  ports: [{port: 5432}]
+"#;
+    common::assert_ok(
+        &s.kubectl_stdin(None, &["apply", "-f", "-"], manifest),
+        "services",
+    );
+    for (name, app, host) in [
+        ("web-1", "web", ""),
+        ("web-2", "web", ""),
+        ("db-0", "db", "db-0"),
+    ] {
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {app}}}}}\nspec:\n  nodeName: fake\n  hostname: \"{host}\"\n  subdomain: db\n  containers:\n  - name: c\n    image: kone.test/busybox:1\n    ports: [{{name: http, containerPort: 8080}}]\n"
+        );
+        common::assert_ok(&s.kubectl_stdin(None, &["apply", "-f", "-"], &pod), name);
+    }
+    set_pod_status(&s, "web-1", "10.42.0.11", true);
+    set_pod_status(&s, "web-2", "10.42.0.12", false);
+    set_pod_status(&s, "db-0", "10.42.0.20", false);
+    wait_for("web slices", Duration::from_secs(20), || {
+        (slice_addresses(&s, "web") == (vec!["10.42.0.11".into()], vec!["10.42.0.12".into()]))
+            .then_some(())
+    });
+    let ep = get_json(&s, &["get", "endpoints", "web", "-o", "json"]).expect("endpoints");
+    let subset = &ep["subsets"][0];
+    assert_eq!(subset["addresses"][0]["ip"], "10.42.0.11");
+    assert_eq!(subset["addresses"][0]["targetRef"]["name"], "web-1");
+    assert_eq!(subset["notReadyAddresses"][0]["ip"], "10.42.0.12");
+    // The named targetPort resolves to the container port.
+    assert_eq!(subset["ports"][0]["port"], 8080);
+    assert_eq!(subset["ports"][0]["name"], "http");
+
+    // Readiness comes and goes.
+    set_pod_status(&s, "web-2", "10.42.0.12", true);
+    set_pod_status(&s, "web-1", "10.42.0.11", false);
+    wait_for("web-2 ready, web-1 not", Duration::from_secs(20), || {
+        (slice_addresses(&s, "web") == (vec!["10.42.0.12".into()], vec!["10.42.0.11".into()]))
+            .then_some(())
+    });
+
+    // Headless and publishNotReadyAddresses: listed as ready, with hostname.
+    wait_for("db endpoints", Duration::from_secs(20), || {
+        let ep = get_json(&s, &["get", "endpoints", "db", "-o", "json"])?;
+        let a = &ep["subsets"][0]["addresses"][0];
+        (a["ip"] == "10.42.0.20" && a["hostname"] == "db-0").then_some(())
+    });
+    let slices = get_json(
+        &s,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=db",
+            "-o",
+            "json",
+        ],
+    )
+    .expect("slices");
+    assert_eq!(
+        slices["items"][0]["metadata"]["labels"]["service.kubernetes.io/headless"],
+        ""
+    );
+
+    // Deleting the pods empties them; deleting the Service removes its Endpoints.
+    s.ok(&[
+        "delete",
+        "pod",
+        "web-1",
+        "web-2",
+        "--grace-period=0",
+        "--force",
+    ]);
+    wait_for("web empty", Duration::from_secs(20), || {
+        (slice_addresses(&s, "web") == (vec![], vec![])).then_some(())
+    });
+    s.ok(&["delete", "service", "web"]);
+    wait_for("web endpoints gone", Duration::from_secs(20), || {
+        get_json(&s, &["get", "endpoints", "web", "-o", "json"])
+            .is_none()
+            .then_some(())
+    });
+}

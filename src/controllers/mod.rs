@@ -1,5 +1,6 @@
 //! Control loops, each a task talking to the API through a kube client.
 pub mod crd;
+pub mod endpoints;
 pub mod events;
 pub mod informers;
 pub mod namespace;
@@ -16,5 +17,6 @@ pub fn start(client: Client, ca_pem: String) {
     tokio::spawn(crd::run(client.clone()));
     tokio::spawn(events::run_ttl(client));
     tokio::spawn(namespace_defaults::run(informers.clone(), ca_pem));
+    tokio::spawn(endpoints::run(informers.clone()));
     tokio::spawn(crate::scheduler::run(informers));
 }
