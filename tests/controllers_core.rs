@@ -257,3 +257,107 @@ spec:
             .then_some(())
     });
 }
+
+fn now_micro() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%6NZ"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn renew(s: &Server, node: &str) {
+    let lease = format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {node}, namespace: kube-node-lease}}\nspec: {{holderIdentity: {node}, leaseDurationSeconds: 40, renewTime: \"{}\"}}\n",
+        now_micro()
+    );
+    common::assert_ok(
+        &s.kubectl_stdin(None, &["apply", "-f", "-"], &lease),
+        "lease",
+    );
+}
+
+fn post_ready(s: &Server, node: &str) {
+    let now = now_micro();
+    let now = format!("{}Z", &now[..19]);
+    let status = format!(
+        r#"{{"status": {{"conditions": [{{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": "{now}", "lastTransitionTime": "{now}"}}]}}}}"#
+    );
+    s.ok(&[
+        "patch",
+        "node",
+        node,
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        &status,
+    ]);
+}
+
+fn taint_keys(s: &Server, node: &str) -> Vec<String> {
+    let n = get_json(s, &["get", "node", node, "-o", "json"]).expect("node");
+    let mut keys: Vec<String> = n["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["key"].as_str().unwrap_or(""),
+                t["effect"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn a_stale_lease_makes_the_node_unknown_and_tainted() {
+    let s = Server::start_with_env(&[("KONE_NODE_MONITOR_GRACE_SECS", "4")]);
+    common::assert_ok(
+        &s.kubectl_stdin(
+            None,
+            &["apply", "-f", "-"],
+            "apiVersion: v1\nkind: Node\nmetadata: {name: fake}\n",
+        ),
+        "node",
+    );
+    renew(&s, "fake");
+    post_ready(&s, "fake");
+    // Renewed in time: stays Ready.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_secs(1));
+        renew(&s, "fake");
+    }
+    let n = get_json(&s, &["get", "node", "fake", "-o", "json"]).expect("node");
+    assert_eq!(n["status"]["conditions"][0]["status"], "True", "{n}");
+    assert!(taint_keys(&s, "fake").is_empty());
+    // Not renewed: Unknown with upstream's message, then tainted.
+    wait_for("Ready=Unknown", Duration::from_secs(30), || {
+        let n = get_json(&s, &["get", "node", "fake", "-o", "json"])?;
+        let c = n["status"]["conditions"][0].clone();
+        (c["status"] == "Unknown").then_some(c)
+    });
+    let n = get_json(&s, &["get", "node", "fake", "-o", "json"]).expect("node");
+    assert_eq!(
+        n["status"]["conditions"][0]["message"],
+        "Kubelet stopped posting node status."
+    );
+    assert_eq!(n["status"]["conditions"][0]["reason"], "NodeStatusUnknown");
+    wait_for("unreachable taints", Duration::from_secs(30), || {
+        (taint_keys(&s, "fake")
+            == [
+                "node.kubernetes.io/unreachable:NoExecute",
+                "node.kubernetes.io/unreachable:NoSchedule",
+            ])
+        .then_some(())
+    });
+    // Back: the kubelet renews and reports Ready; the taints go.
+    renew(&s, "fake");
+    post_ready(&s, "fake");
+    wait_for("taints removed", Duration::from_secs(30), || {
+        renew(&s, "fake");
+        taint_keys(&s, "fake").is_empty().then_some(())
+    });
+}

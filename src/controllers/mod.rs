@@ -5,6 +5,7 @@ pub mod events;
 pub mod informers;
 pub mod namespace;
 pub mod namespace_defaults;
+pub mod nodelifecycle;
 
 use kube::Client;
 
@@ -18,5 +19,6 @@ pub fn start(client: Client, ca_pem: String) {
     tokio::spawn(events::run_ttl(client));
     tokio::spawn(namespace_defaults::run(informers.clone(), ca_pem));
     tokio::spawn(endpoints::run(informers.clone()));
+    tokio::spawn(nodelifecycle::run(informers.clone()));
     tokio::spawn(crate::scheduler::run(informers));
 }
