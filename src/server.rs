@@ -103,7 +103,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         app.clone(),
         client::controller_user("kube-controller-manager"),
     );
-    controllers::start(controllers);
+    controllers::start(controllers, ident.server_ca_pem.clone());
 
     if !args.disable_agent {
         let node_client = client::in_process(app.clone(), node_user(&node_name(&args)));

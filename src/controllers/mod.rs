@@ -1,17 +1,24 @@
 //! Control loops, each a task talking to the API through a kube client.
 pub mod crd;
+pub mod endpoints;
 pub mod events;
 pub mod informers;
 pub mod namespace;
+pub mod namespace_defaults;
+pub mod nodelifecycle;
 
 use kube::Client;
 
 /// Starts every control loop of `kone server` and the scheduler; loops
 /// built on watched state share one set of informers.
-pub fn start(client: Client) {
+/// `ca_pem` is the API server's CA, published in every namespace.
+pub fn start(client: Client, ca_pem: String) {
     let informers = informers::Informers::new(client.clone());
     tokio::spawn(namespace::run(client.clone()));
     tokio::spawn(crd::run(client.clone()));
     tokio::spawn(events::run_ttl(client));
+    tokio::spawn(namespace_defaults::run(informers.clone(), ca_pem));
+    tokio::spawn(endpoints::run(informers.clone()));
+    tokio::spawn(nodelifecycle::run(informers.clone()));
     tokio::spawn(crate::scheduler::run(informers));
 }
