@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::read::fetch_with_rev;
-use super::update::{write, Mode};
+use super::update::{write, Fields, Mode};
 use super::{json, Request};
 use crate::apiserver::admission::validation::FieldError;
 use crate::apiserver::body;
@@ -150,7 +150,7 @@ pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
         return Err(ApiError::conflict(&req.target.info, &name));
     }
     let new = bind(&old, &name, node, &binding)?;
-    write(&req, &old, new, rev, Mode::Binding).await?;
+    write(&req, &old, new, rev, Mode::Binding, Fields::Update).await?;
     Ok(json(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
