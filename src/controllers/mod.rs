@@ -1,6 +1,7 @@
 //! Control loops, each a task talking to the API through a kube client.
 pub mod crd;
 pub mod events;
+pub mod gc;
 pub mod informers;
 pub mod namespace;
 
@@ -13,6 +14,5 @@ pub fn start(client: Client) {
     tokio::spawn(namespace::run(client.clone()));
     tokio::spawn(crd::run(client.clone()));
     tokio::spawn(events::run_ttl(client));
-    // Controllers built on the shared informers start here.
-    drop(informers);
+    tokio::spawn(gc::run(informers.clone()));
 }
