@@ -99,17 +99,15 @@ impl<K: Informable> Informer<K> {
             .flatten()
         };
         let live = futures::stream::unfold((rx, store), |(mut rx, store)| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(obj) => return Some((futures::stream::iter(vec![obj]), (rx, store))),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::debug!(kind = %K::kind(&()), missed, "informer subscriber lagged; resyncing");
-                        let all = store.state();
-                        return Some((futures::stream::iter(all), (rx, store)));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+            let batch = match rx.recv().await {
+                Ok(obj) => vec![obj],
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(kind = %K::kind(&()), missed, "informer subscriber lagged; resyncing");
+                    store.state()
                 }
-            }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((futures::stream::iter(batch), (rx, store)))
         })
         .flatten();
         replay.chain(live)
