@@ -104,7 +104,13 @@ fn orphan_cascade_keeps_dependents_and_strips_references() {
             "delete",
         );
         wait_until("owner gone", WAIT, || !exists(&s, "rs", &owner));
-        let refs = s.ok(&["get", "pod", &pod, "-o", "jsonpath={.metadata.ownerReferences}"]);
+        let refs = s.ok(&[
+            "get",
+            "pod",
+            &pod,
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ]);
         assert!(refs.trim().is_empty() || refs.trim() == "[]", "{refs}");
         // Long enough for a wrong collector to act; the pod must stay.
         std::thread::sleep(Duration::from_secs(2));
@@ -124,20 +130,35 @@ fn foreground_cascade_waits_for_blocking_dependents() {
         assert_ok(
             &s.kubectl_v(
                 Some(v),
-                &["delete", "rs", &owner, "--cascade=foreground", "--wait=false"],
+                &[
+                    "delete",
+                    "rs",
+                    &owner,
+                    "--cascade=foreground",
+                    "--wait=false",
+                ],
             ),
             "delete",
         );
         wait_until("dependent marked for deletion", WAIT, || {
-            s.ok(&["get", "pod", &pod, "-o", "jsonpath={.metadata.deletionTimestamp}"])
-                .trim()
-                .len()
+            s.ok(&[
+                "get",
+                "pod",
+                &pod,
+                "-o",
+                "jsonpath={.metadata.deletionTimestamp}",
+            ])
+            .trim()
+            .len()
                 > 0
         });
         let fin = s.ok(&["get", "rs", &owner, "-o", "jsonpath={.metadata.finalizers}"]);
         assert!(fin.contains("foregroundDeletion"), "{fin}");
         std::thread::sleep(Duration::from_secs(2));
-        assert!(exists(&s, "rs", &owner), "owner must wait for its dependent");
+        assert!(
+            exists(&s, "rs", &owner),
+            "owner must wait for its dependent"
+        );
         s.ok(&[
             "patch",
             "pod",
@@ -169,8 +190,14 @@ fn dangling_references_are_collected() {
         &dependent("shared", &[("alive", &u), ("ghost", ghost)], false, false),
     );
     wait_until("dangling reference dropped", WAIT, || {
-        s.ok(&["get", "pod", "shared", "-o", "jsonpath={.metadata.ownerReferences[*].name}"])
-            .trim()
+        s.ok(&[
+            "get",
+            "pod",
+            "shared",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[*].name}",
+        ])
+        .trim()
             == "alive"
     });
     assert!(exists(&s, "pod", "shared"));

@@ -20,7 +20,9 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 use kube::discovery::{ApiResource, Scope};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
@@ -226,8 +228,13 @@ impl Collector {
     /// Releases the dependents of an owner deleted with `orphan`.
     async fn orphan(&mut self, owner_uid: &str, owner: &Node) -> Result<(), Error> {
         self.release_dependents(owner_uid).await?;
-        self.remove_finalizer(&owner.res, owner.namespace.as_deref(), &owner.name, ORPHAN_FINALIZER)
-            .await
+        self.remove_finalizer(
+            &owner.res,
+            owner.namespace.as_deref(),
+            &owner.name,
+            ORPHAN_FINALIZER,
+        )
+        .await
     }
 
     async fn release_dependents(&mut self, owner_uid: &str) -> Result<(), Error> {
@@ -326,9 +333,10 @@ impl Collector {
     fn note_remote(&mut self, obj: &DynamicObject, res: ApiResource) {
         let m = &obj.metadata;
         let waits = m.deletion_timestamp.is_some()
-            && m.finalizers.iter().flatten().any(|f| {
-                f == FOREGROUND_FINALIZER || f == ORPHAN_FINALIZER
-            });
+            && m.finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == FOREGROUND_FINALIZER || f == ORPHAN_FINALIZER);
         if let (true, Some(uid)) = (waits, m.uid.clone()) {
             self.remote
                 .insert(uid, (res, m.namespace.clone(), obj.name_any()));
@@ -350,7 +358,8 @@ impl Collector {
         let finalizers = obj.metadata.finalizers.clone().unwrap_or_default();
         if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
             self.release_dependents(uid).await?;
-            self.remove_finalizer(res, ns, name, ORPHAN_FINALIZER).await?;
+            self.remove_finalizer(res, ns, name, ORPHAN_FINALIZER)
+                .await?;
         } else if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER)
             && self.delete_dependents(uid).await?
         {

@@ -1,9 +1,12 @@
 //! Control loops, each a task talking to the API through a kube client.
 pub mod crd;
+pub mod deployment;
 pub mod events;
 pub mod gc;
 pub mod informers;
 pub mod namespace;
+pub mod pods;
+pub mod replicaset;
 
 use kube::Client;
 
@@ -15,4 +18,6 @@ pub fn start(client: Client) {
     tokio::spawn(crd::run(client.clone()));
     tokio::spawn(events::run_ttl(client));
     tokio::spawn(gc::run(informers.clone()));
+    tokio::spawn(replicaset::run(informers.clone()));
+    tokio::spawn(deployment::run(informers.clone()));
 }
