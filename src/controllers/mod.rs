@@ -2,8 +2,10 @@
 pub mod crd;
 pub mod deployment;
 pub mod events;
+pub mod expectations;
 pub mod gc;
 pub mod informers;
+pub mod job;
 pub mod namespace;
 pub mod pods;
 pub mod replicaset;
@@ -20,4 +22,5 @@ pub fn start(client: Client) {
     tokio::spawn(gc::run(informers.clone()));
     tokio::spawn(replicaset::run(informers.clone()));
     tokio::spawn(deployment::run(informers.clone()));
+    tokio::spawn(job::run(informers.clone()));
 }

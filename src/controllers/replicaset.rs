@@ -2,9 +2,9 @@
 //! and released by selector through controller references, created in
 //! slow-start batches, with status counts and events as upstream.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
@@ -16,14 +16,12 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::events::{EventType, Recorder};
+use super::expectations::Expectations;
 use super::informers::Informers;
 use super::pods;
 
 /// Upstream's cap on pods created or deleted in one sync.
 const BURST: usize = 500;
-/// How long a sync waits for the watch to show its own creations and
-/// deletions before it trusts the cache again.
-const EXPECTATION_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,59 +29,11 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
-/// What one sync did and the cache has not shown yet (upstream's
-/// expectations), so the next sync does not act twice.
-struct Expectation {
-    created: HashSet<String>,
-    deleted: HashSet<String>,
-    at: Instant,
-}
-
 struct Ctx {
     client: Client,
     pods: Store<Pod>,
     recorder: Recorder,
-    expectations: Mutex<HashMap<String, Expectation>>,
-}
-
-impl Ctx {
-    fn settled(&self, rs: &ReplicaSet, ns: &str) -> bool {
-        let uid = rs.uid().unwrap_or_default();
-        let mut all = self.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(exp) = all.get(&uid) else {
-            return true;
-        };
-        let created = exp
-            .created
-            .iter()
-            .all(|n| self.pods.get(&ObjectRef::new(n).within(ns)).is_some());
-        let deleted =
-            self.pods.state().iter().all(|p| {
-                !exp.deleted.contains(&p.uid().unwrap_or_default()) || !pods::is_active(p)
-            });
-        let done = (created && deleted) || exp.at.elapsed() > EXPECTATION_TTL;
-        if done {
-            all.remove(&uid);
-        }
-        done
-    }
-
-    fn expect(&self, rs: &ReplicaSet, created: HashSet<String>, deleted: HashSet<String>) {
-        if created.is_empty() && deleted.is_empty() {
-            return;
-        }
-        self.expectations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                rs.uid().unwrap_or_default(),
-                Expectation {
-                    created,
-                    deleted,
-                    at: Instant::now(),
-                },
-            );
-    }
+    expectations: Expectations,
 }
 
 fn selector_matches(rs: &ReplicaSet, pod: &Pod) -> bool {
@@ -157,7 +107,9 @@ async fn patch_owners(api: &Api<Pod>, pod: &Pod, refs: serde_json::Value) -> Res
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = rs.namespace().unwrap_or_default();
     tracing::debug!(namespace = %ns, name = %rs.name_any(), "syncing replicaset");
-    let settled = ctx.settled(&rs, &ns);
+    let settled = ctx
+        .expectations
+        .settled(&rs.uid().unwrap_or_default(), &ns, &ctx.pods);
     let owned = claim(&rs, &ctx, &ns).await?;
     let active: Vec<&Pod> = owned
         .iter()
@@ -235,7 +187,8 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, ns: &str, count: usize) -> Opti
         left -= n;
         batch *= 2;
     }
-    ctx.expect(rs, created, HashSet::new());
+    ctx.expectations
+        .expect(&rs.uid().unwrap_or_default(), created, HashSet::new());
     failure
 }
 
@@ -280,7 +233,8 @@ async fn delete_pods(
             Err(e) => return Err(e.into()),
         }
     }
-    ctx.expect(rs, HashSet::new(), deleted);
+    ctx.expectations
+        .expect(&rs.uid().unwrap_or_default(), HashSet::new(), deleted);
     Ok(())
 }
 
@@ -384,7 +338,7 @@ pub async fn run(informers: Informers) {
         client: client.clone(),
         pods: pod_informer.store(),
         recorder: Recorder::new(client, "replicaset-controller"),
-        expectations: Mutex::default(),
+        expectations: Expectations::default(),
     });
     let lookup = set_store.clone();
     Controller::for_shared_stream(sets.changes(), set_store)
