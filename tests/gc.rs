@@ -141,16 +141,14 @@ fn foreground_cascade_waits_for_blocking_dependents() {
             "delete",
         );
         wait_until("dependent marked for deletion", WAIT, || {
-            s.ok(&[
+            let stamp = s.ok(&[
                 "get",
                 "pod",
                 &pod,
                 "-o",
                 "jsonpath={.metadata.deletionTimestamp}",
-            ])
-            .trim()
-            .len()
-                > 0
+            ]);
+            !stamp.trim().is_empty()
         });
         let fin = s.ok(&["get", "rs", &owner, "-o", "jsonpath={.metadata.finalizers}"]);
         assert!(fin.contains("foregroundDeletion"), "{fin}");

@@ -437,3 +437,53 @@ spec:
     });
     assert_eq!(jsonpath(&s, "job", "doomed", "{.status.failed}"), "3");
 }
+
+#[test]
+fn cronjob_creates_jobs_and_keeps_its_history() {
+    // The CronJob controller's clock runs 60 times faster: a minute a second.
+    let s = Server::start_with_env(&[("KONE_CRONJOB_CLOCK_SPEED", "60")]);
+    apply(
+        &s,
+        r#"apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "* * * * *"
+  timeZone: Europe/Berlin
+  successfulJobsHistoryLimit: 2
+  jobTemplate:
+    spec:
+      template:
+        metadata: {labels: {app: tick}}
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: busybox, command: ["true"]}]
+"#,
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    wait_until("four jobs over time, history kept at two", WAIT, || {
+        finish_all(&s, "app=tick", "Succeeded");
+        let out = s.ok(&[
+            "get",
+            "jobs",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}{\" \"}{end}",
+        ]);
+        seen.extend(out.split_whitespace().map(String::from));
+        let complete = s.ok(&[
+            "get",
+            "jobs",
+            "-o",
+            "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Complete\")].status}{\" \"}{end}",
+        ]);
+        seen.len() >= 4 && complete.split_whitespace().count() <= 2
+    });
+    for name in &seen {
+        assert!(name.starts_with("tick-"), "{name}");
+    }
+    assert!(!jsonpath(&s, "cronjob", "tick", "{.status.lastScheduleTime}").is_empty());
+    wait_until("lastSuccessfulTime", WAIT, || {
+        finish_all(&s, "app=tick", "Succeeded");
+        !jsonpath(&s, "cronjob", "tick", "{.status.lastSuccessfulTime}").is_empty()
+    });
+}

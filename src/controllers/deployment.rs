@@ -309,29 +309,29 @@ async fn roll(
     }
     // First the old pods that are not available anyway.
     let mut cleaned = 0;
-    for j in 0..sets.len() {
+    for (j, rs) in sets.iter_mut().enumerate() {
         if j == new || cleaned >= max_scaled_down {
             continue;
         }
-        let (want, avail) = (spec_replicas(&sets[j]), available(&sets[j]));
+        let (want, avail) = (spec_replicas(rs), available(rs));
         if want <= avail {
             continue;
         }
         let down = (want - avail).min(max_scaled_down - cleaned);
-        sc.scale(&mut sets[j], want - down).await?;
+        sc.scale(rs, want - down).await?;
         cleaned += down;
     }
     // Then available ones, keeping minAvailable.
     let available_now: i32 = sets.iter().map(available).sum();
     let mut budget = (available_now - min_available).min(max_scaled_down - cleaned);
-    for j in 0..sets.len() {
+    for (j, rs) in sets.iter_mut().enumerate() {
         if j == new || budget <= 0 {
             continue;
         }
-        let want = spec_replicas(&sets[j]);
+        let want = spec_replicas(rs);
         let down = want.min(budget);
         if down > 0 {
-            sc.scale(&mut sets[j], want - down).await?;
+            sc.scale(rs, want - down).await?;
             budget -= down;
         }
     }

@@ -1,5 +1,6 @@
 //! Control loops, each a task talking to the API through a kube client.
 pub mod crd;
+pub mod cronjob;
 pub mod deployment;
 pub mod events;
 pub mod expectations;
@@ -23,4 +24,5 @@ pub fn start(client: Client) {
     tokio::spawn(replicaset::run(informers.clone()));
     tokio::spawn(deployment::run(informers.clone()));
     tokio::spawn(job::run(informers.clone()));
+    tokio::spawn(cronjob::run(informers.clone()));
 }

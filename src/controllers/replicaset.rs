@@ -283,16 +283,15 @@ async fn update_status(
     status.available_replicas.get_or_insert(0);
     status.fully_labeled_replicas.get_or_insert(0);
     let old_conditions = rs.status.as_ref().and_then(|s| s.conditions.clone());
-    status.conditions = match failure {
-        Some(msg) => Some(vec![k8s_openapi::api::apps::v1::ReplicaSetCondition {
+    status.conditions = failure.map(|msg| {
+        vec![k8s_openapi::api::apps::v1::ReplicaSetCondition {
             type_: "ReplicaFailure".into(),
             status: "True".into(),
             reason: Some("FailedCreate".into()),
             message: Some(msg.to_string()),
             last_transition_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
-        }]),
-        None => None,
-    };
+        }]
+    });
     let changed = {
         let old = rs.status.clone().unwrap_or_default();
         let mut cmp = status.clone();
