@@ -12,4 +12,6 @@ pub mod kubectl;
 pub mod kubelet;
 pub mod netinfo;
 pub mod runtime;
+pub mod scheduler;
 pub mod server;
+pub mod streaming;

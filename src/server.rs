@@ -54,6 +54,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("loading CustomResourceDefinitions")?;
     tokio::spawn(crate::apiserver::custom::sync::run(store.clone(), crds));
+    let kubelet_client = kubelet_clients(&ident)?;
     let state = Arc::new(ApiState {
         store: store.clone(),
         tokens: token_users,
@@ -63,7 +64,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         bookmark_interval: env_duration("KONE_WATCH_BOOKMARK_SECS", Duration::from_secs(60)),
         // kube-apiserver's defaults.
         inflight: Inflight::new(400, 200),
-        kubelet_client: Some(kubelet_client(&ident)?),
+        kubelet_client: Some(kubelet_client.0),
+        kubelet_tls: Some(kubelet_client.1),
     });
     let app = router::router(state);
 
@@ -126,17 +128,35 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// How the API server calls kubelets: its own client certificate (in
 /// system:masters, like kube-apiserver-kubelet-client) and the server CA
-/// that signs kubelet serving certificates.
-fn kubelet_client(ident: &identity::Identity) -> anyhow::Result<reqwest::Client> {
+/// that signs kubelet serving certificates. reqwest for plain requests
+/// (logs); a rustls config speaking HTTP/1.1 for the upgraded streams.
+fn kubelet_clients(
+    ident: &identity::Identity,
+) -> anyhow::Result<(reqwest::Client, Arc<rustls::ClientConfig>)> {
     let (cert, key) =
         ident.issue_client_cert("kube-apiserver-kubelet-client", Some("system:masters"))?;
     let id = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes())?;
     let ca = reqwest::Certificate::from_pem(ident.server_ca_pem.as_bytes())?;
-    Ok(reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .tls_certs_only([ca])
         .identity(id)
         .connect_timeout(Duration::from_secs(5))
-        .build()?)
+        .build()?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ident.server_ca_pem.as_bytes()) {
+        roots.add(c?)?;
+    }
+    let chain = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut key.as_bytes())?
+        .ok_or_else(|| anyhow::anyhow!("no kubelet client key"))?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((client, Arc::new(tls)))
 }
 
 /// The server's own kubelet serves with a certificate from the server CA.

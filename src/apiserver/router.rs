@@ -220,7 +220,7 @@ async fn openapi_v3_gv(
 /// Everything under /api and /apis.
 async fn api(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let query = Query::parse(parts.uri.query());
     let target = match path::parse(parts.uri.path()) {
         Ok(t) => t,
@@ -238,9 +238,19 @@ async fn api(State(state): State<Arc<ApiState>>, req: Request) -> Response {
             let result = match state.inflight.admit(verb) {
                 Err(e) => Err(e),
                 // The slot is held until the handler is done.
-                Ok(_slot) => match crate::apiserver::authz::authorize(&user, verb, &t) {
+                // Streams need `create` whatever the method (upstream's
+                // AuthorizePodWebsocketUpgradeCreatePermission).
+                Ok(_slot) => match crate::apiserver::authz::authorize(
+                    &user,
+                    if verb == "CONNECT" { "CREATE" } else { verb },
+                    &t,
+                ) {
                     Err(e) => Err(e),
                     Ok(()) => {
+                        let connect = handlers::Connect {
+                            upgrade: parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+                            raw_query: parts.uri.query().map(String::from),
+                        };
                         let req = handlers::Request {
                             state: &state,
                             user: &user,
@@ -248,7 +258,7 @@ async fn api(State(state): State<Arc<ApiState>>, req: Request) -> Response {
                             query,
                             headers: parts.headers,
                         };
-                        handlers::dispatch(req, parts.method, body).await
+                        handlers::dispatch(req, parts.method, body, connect).await
                     }
                 },
             };

@@ -24,4 +24,7 @@ pub struct ApiState {
     /// Client for kubelets' APIs (pods/log), with the API server's
     /// kubelet-client certificate.
     pub kubelet_client: Option<reqwest::Client>,
+    /// The same identity for the streams proxied to kubelets (HTTP/1.1
+    /// upgrades, which reqwest cannot hand over).
+    pub kubelet_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }

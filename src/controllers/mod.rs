@@ -13,8 +13,8 @@ pub mod replicaset;
 
 use kube::Client;
 
-/// Starts every control loop of `kone server`; loops built on watched state
-/// share one set of informers.
+/// Starts every control loop of `kone server` and the scheduler; loops
+/// built on watched state share one set of informers.
 pub fn start(client: Client) {
     let informers = informers::Informers::new(client.clone());
     tokio::spawn(namespace::run(client.clone()));
@@ -25,4 +25,5 @@ pub fn start(client: Client) {
     tokio::spawn(deployment::run(informers.clone()));
     tokio::spawn(job::run(informers.clone()));
     tokio::spawn(cronjob::run(informers.clone()));
+    tokio::spawn(crate::scheduler::run(informers));
 }

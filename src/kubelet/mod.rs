@@ -13,6 +13,7 @@ pub mod pods;
 pub mod probes;
 pub mod server;
 pub mod status;
+pub mod streams;
 pub mod volumes;
 pub mod worker;
 

@@ -1,6 +1,7 @@
 //! The kubelet's HTTPS API on :10250, which only the API server may call
 //! (client certificate from the cluster's client CA, in system:masters):
-//! the API server proxies pods/log here.
+//! the API server proxies pods/log here, and the streaming upgrades of
+//! pods/exec, attach and portforward (streams.rs).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use rustls::RootCertStore;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::logs::{self, LogOptions};
+use super::streams;
 use super::Kubelet;
 use crate::apiserver::listener::{self, PeerIdentity};
 use crate::runtime::shim::protocol::Status;
@@ -44,6 +46,18 @@ pub async fn serve(k: Arc<Kubelet>, tls: KubeletTls) -> anyhow::Result<()> {
     tracing::info!(%addr, "kubelet API listening");
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            get(streams::exec).post(streams::exec),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{container}",
+            get(streams::attach).post(streams::attach),
+        )
+        .route(
+            "/portForward/{ns}/{pod}",
+            get(streams::port_forward).post(streams::port_forward),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .with_state(k);
     listener::serve_https(tcp, config, app, std::future::pending()).await
@@ -76,7 +90,7 @@ fn text(code: StatusCode, msg: String) -> Response {
 }
 
 /// Only the API server (system:masters) reaches pods' logs and streams.
-fn authorized(peer: &PeerIdentity) -> bool {
+pub(super) fn authorized(peer: &PeerIdentity) -> bool {
     peer.0
         .as_ref()
         .is_some_and(|u| u.groups.iter().any(|g| g == "system:masters"))

@@ -1,9 +1,12 @@
 //! Request handlers for resources, collections and subresources.
 
+mod binding;
 mod create;
 mod delete;
+mod kubelet;
 mod patch;
 mod podlog;
+mod podstream;
 mod read;
 mod scale;
 mod update;
@@ -20,6 +23,8 @@ use crate::apiserver::state::ApiState;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::identity::UserInfo;
 
+pub use podstream::Connect;
+
 /// One resource request, with everything handlers need.
 pub struct Request<'a> {
     pub state: &'a ApiState,
@@ -31,6 +36,9 @@ pub struct Request<'a> {
 
 /// The verb upstream would log for this request (for metrics).
 pub fn verb(method: &Method, target: &ResourceTarget, query: &Query) -> &'static str {
+    if is_connect(target) {
+        return "CONNECT";
+    }
     match *method {
         Method::GET if target.legacy_watch || query.watch() => "WATCH",
         Method::GET if target.name.is_none() => "LIST",
@@ -44,7 +52,28 @@ pub fn verb(method: &Method, target: &ResourceTarget, query: &Query) -> &'static
     }
 }
 
-pub async fn dispatch(req: Request<'_>, method: Method, body: Body) -> ApiResult<Response> {
+/// Pod subresources that upgrade to a stream (any method: WebSocket
+/// clients GET, SPDY clients POST).
+fn is_connect(target: &ResourceTarget) -> bool {
+    target.info.kind == "Pod"
+        && target.info.custom.is_none()
+        && target.name.is_some()
+        && matches!(
+            target.subresource.as_deref(),
+            Some("exec" | "attach" | "portforward")
+        )
+}
+
+pub async fn dispatch(
+    req: Request<'_>,
+    method: Method,
+    body: Body,
+    connect: Connect,
+) -> ApiResult<Response> {
+    if is_connect(&req.target) {
+        let sub = req.target.subresource.clone().unwrap_or_default();
+        return podstream::connect(req, &sub, method, connect).await;
+    }
     let sub = req.target.subresource.clone();
     let has_name = req.target.name.is_some();
     let watch = req.target.legacy_watch || req.query.watch();
@@ -103,6 +132,9 @@ pub async fn dispatch(req: Request<'_>, method: Method, body: Body) -> ApiResult
             _ => Err(ApiError::method_not_allowed()),
         },
         (Method::PUT, Some("finalize"), true) => update::put(req, body).await,
+        (Method::POST, Some("binding"), true) if info.kind == "Pod" && info.custom.is_none() => {
+            binding::create(req, body).await
+        }
         (Method::GET, Some("log"), true) if info.kind == "Pod" && info.custom.is_none() => {
             podlog::get(req).await
         }
@@ -117,9 +149,8 @@ async fn not_served(req: Request<'_>, sub: &str) -> ApiResult<Response> {
     let info = &*req.target.info;
     let name = req.target.name.clone().unwrap_or_default();
     let obj = read::fetch(&req, &name).await?;
-    if info.kind == "Pod" && matches!(sub, "log" | "exec" | "attach" | "portforward" | "proxy") {
-        let node = podlog::node_of(&obj, &name)?;
-        // pods/log is served (podlog.rs); the streaming upgrades are not yet.
+    if info.kind == "Pod" && sub == "proxy" {
+        let node = kubelet::node_of(&obj, &name)?;
         return Err(ApiError::new(
             501,
             "NotImplemented",

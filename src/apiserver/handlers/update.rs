@@ -77,6 +77,8 @@ pub enum Mode {
     Finalize,
     /// The server marking a deletion: written as given.
     Deletion,
+    /// `pods/NAME/binding`: the handler set spec.nodeName; written as given.
+    Binding,
 }
 
 impl Mode {
@@ -127,7 +129,7 @@ pub async fn write(
             lifecycle::prepare_update(info, false, old, &mut new);
             admit::default_and_validate_update(info, &mut new, old)?;
         }
-        Mode::Deletion => {}
+        Mode::Deletion | Mode::Binding => {}
     }
     let is_service = is_service(info);
     let (taken, freed) = if is_service {

@@ -1,0 +1,159 @@
+//! The scheduling queue: pods waiting for a try (active), pods backing off
+//! after a failed try, and unschedulable pods parked until the cluster
+//! changes (upstream's activeQ, backoffQ and unschedulablePods).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Upstream's podInitialBackoffDuration and podMaxBackoffDuration.
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Unschedulable pods are retried at least this often even if nothing in
+/// the cluster seems to change (upstream waits 5 min; shorter is cheap here).
+const MAX_PARKED: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub struct Queue {
+    active: VecDeque<String>,
+    in_active: HashSet<String>,
+    /// Key → when its back-off ends.
+    backoff: HashMap<String, Instant>,
+    /// Key → when it was parked.
+    parked: HashMap<String, Instant>,
+    attempts: HashMap<String, u32>,
+}
+
+impl Queue {
+    fn activate(&mut self, key: &str) {
+        if self.in_active.insert(key.to_string()) {
+            self.active.push_back(key.to_string());
+        }
+    }
+
+    /// A pending pod appeared or changed in a way that may matter.
+    pub fn add(&mut self, key: &str) {
+        if self.in_active.contains(key) || self.backoff.contains_key(key) {
+            return;
+        }
+        if self.parked.remove(key).is_some() {
+            self.requeue(key);
+        } else {
+            self.activate(key);
+        }
+    }
+
+    /// Back to active, or to back-off if its back-off has not ended.
+    fn requeue(&mut self, key: &str) {
+        let until = self.backoff_end(key);
+        if until > Instant::now() {
+            self.backoff.insert(key.to_string(), until);
+        } else {
+            self.activate(key);
+        }
+    }
+
+    fn backoff_end(&self, key: &str) -> Instant {
+        let n = self.attempts.get(key).copied().unwrap_or(0);
+        if n == 0 {
+            return Instant::now();
+        }
+        let d = INITIAL_BACKOFF
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(MAX_BACKOFF);
+        Instant::now() + d
+    }
+
+    /// The pod is bound or gone.
+    pub fn forget(&mut self, key: &str) {
+        if self.in_active.remove(key) {
+            self.active.retain(|k| k != key);
+        }
+        self.backoff.remove(key);
+        self.parked.remove(key);
+        self.attempts.remove(key);
+    }
+
+    /// A try found no node: park it until something changes.
+    pub fn unschedulable(&mut self, key: &str) {
+        *self.attempts.entry(key.to_string()).or_default() += 1;
+        self.parked.insert(key.to_string(), Instant::now());
+    }
+
+    /// A try failed for a reason that is not about the cluster (a failed
+    /// binding): retry after its back-off.
+    pub fn retry(&mut self, key: &str) {
+        *self.attempts.entry(key.to_string()).or_default() += 1;
+        let until = self.backoff_end(key);
+        self.backoff.insert(key.to_string(), until);
+    }
+
+    /// Nodes or pods changed: every parked pod gets another try.
+    pub fn move_all(&mut self) {
+        let keys: Vec<String> = self.parked.drain().map(|(k, _)| k).collect();
+        for k in keys {
+            self.requeue(&k);
+        }
+    }
+
+    /// Pods whose time has come: ended back-offs and long-parked pods join
+    /// the active ones, which are all handed out.
+    pub fn pop_ready(&mut self) -> Vec<String> {
+        let now = Instant::now();
+        let done: Vec<String> = self
+            .backoff
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in done {
+            self.backoff.remove(&k);
+            self.activate(&k);
+        }
+        let stale: Vec<String> = self
+            .parked
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) >= MAX_PARKED)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            self.parked.remove(&k);
+            self.requeue(&k);
+        }
+        self.in_active.clear();
+        self.active.drain(..).collect()
+    }
+
+    /// When `pop_ready` next has something without new events.
+    pub fn next_wake(&self) -> Instant {
+        let backoff = self.backoff.values().min().copied();
+        let parked = self.parked.values().min().map(|t| *t + MAX_PARKED);
+        [backoff, parked]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + MAX_PARKED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_pods_wait_for_a_change_then_back_off() {
+        let mut q = Queue::default();
+        q.add("a");
+        q.add("a");
+        assert_eq!(q.pop_ready(), ["a"]);
+        q.unschedulable("a");
+        q.add("b");
+        assert_eq!(q.pop_ready(), ["b"]);
+        q.forget("b");
+        // A cluster change moves "a" to back-off (1 s after its first failure).
+        q.move_all();
+        assert!(q.pop_ready().is_empty());
+        assert!(q.next_wake() > Instant::now());
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(q.pop_ready(), ["a"]);
+    }
+}
