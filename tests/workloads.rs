@@ -150,11 +150,15 @@ spec: {containers: [{name: c, image: busybox}]}
 /// Marks every not-yet-ready pod of the selector Ready; returns how many
 /// were marked.
 fn ready_all(s: &Server, selector: &str) -> usize {
-    let names: Vec<String> = pods(s, selector, "{.status.conditions[0].status}")
-        .into_iter()
-        .filter(|(_, ready)| ready.is_empty())
-        .map(|(n, _)| n)
-        .collect();
+    let names: Vec<String> = pods(
+        s,
+        selector,
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+    )
+    .into_iter()
+    .filter(|(_, ready)| ready.is_empty())
+    .map(|(n, _)| n)
+    .collect();
     for n in &names {
         // A pod scaled away meanwhile is fine to miss.
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
@@ -179,7 +183,7 @@ fn counts(s: &Server, selector: &str) -> (usize, usize) {
     let all = pods(
         s,
         selector,
-        "{.metadata.deletionTimestamp}/{.status.conditions[0].status}",
+        "{.metadata.deletionTimestamp}/{.status.conditions[?(@.type==\"Ready\")].status}",
     );
     let live: Vec<&String> = all
         .iter()
