@@ -166,6 +166,11 @@ pub fn settle_generation(info: &ResourceInfo, old: &Value, new: &mut Value) {
     };
 }
 
+/// The finalizers through which the garbage collector carries out
+/// foreground and orphan deletion (upstream's names).
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
 /// True once an object being deleted has nothing left holding it.
 pub fn ready_to_remove(obj: &Value) -> bool {
     if !object::is_deleting(obj) || !object::finalizers(obj).is_empty() {

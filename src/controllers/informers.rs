@@ -18,7 +18,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Events a slow subscriber may fall behind by before it is resynced from
 /// the cache (it then sees every cached object once more).
@@ -38,6 +38,11 @@ impl<K> Informable for K where
 pub struct Informer<K: Informable> {
     store: Store<K>,
     changes: broadcast::Sender<Arc<K>>,
+    /// True once the first list is in. The store's own wait wakes only the
+    /// last of several concurrent waiters (kube-runtime's DelayedInit keeps
+    /// one waker), and controllers, the collector and every change feed
+    /// wait at once.
+    ready: watch::Receiver<bool>,
 }
 
 impl<K: Informable> Informer<K> {
@@ -46,6 +51,7 @@ impl<K: Informable> Informer<K> {
         let store = writer.as_reader();
         let (changes, _) = broadcast::channel(FANOUT_BUFFER);
         let tx = changes.clone();
+        let (ready_tx, ready) = watch::channel(false);
         let api: Api<K> = Api::all(client);
         tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default())
@@ -62,7 +68,10 @@ impl<K: Informable> Informer<K> {
                                 // No receivers yet is fine: they replay the cache.
                                 let _ = tx.send(Arc::new(o));
                             }
-                            watcher::Event::Init | watcher::Event::InitDone => {}
+                            watcher::Event::InitDone => {
+                                ready_tx.send_replace(true);
+                            }
+                            watcher::Event::Init => {}
                         }
                     }
                     Err(error) => {
@@ -71,7 +80,11 @@ impl<K: Informable> Informer<K> {
                 }
             }
         });
-        Arc::new(Self { store, changes })
+        Arc::new(Self {
+            store,
+            changes,
+            ready,
+        })
     }
 
     /// The cache (empty until the first list is in; see `ready`).
@@ -81,8 +94,7 @@ impl<K: Informable> Informer<K> {
 
     /// Waits until the cache holds the first full list.
     pub async fn ready(&self) {
-        // Fails only if the writer is gone, i.e. the runtime is shutting down.
-        let _ = self.store.wait_until_ready().await;
+        wait_ready(self.ready.clone()).await;
     }
 
     /// Every object as it changes, deleted ones as their last state. It
@@ -92,8 +104,9 @@ impl<K: Informable> Informer<K> {
         let store = self.store.clone();
         let replay = {
             let store = store.clone();
+            let ready = self.ready.clone();
             futures::stream::once(async move {
-                let _ = store.wait_until_ready().await;
+                wait_ready(ready).await;
                 futures::stream::iter(store.state())
             })
             .flatten()
@@ -112,6 +125,11 @@ impl<K: Informable> Informer<K> {
         .flatten();
         replay.chain(live)
     }
+}
+
+async fn wait_ready(mut ready: watch::Receiver<bool>) {
+    // Fails only if the watch task is gone, i.e. the runtime is shutting down.
+    let _ = ready.wait_for(|r| *r).await;
 }
 
 /// The informers of one process, created on first use per type.

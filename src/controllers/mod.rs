@@ -1,11 +1,18 @@
 //! Control loops, each a task talking to the API through a kube client.
 pub mod crd;
+pub mod cronjob;
+pub mod deployment;
 pub mod endpoints;
 pub mod events;
+pub mod expectations;
+pub mod gc;
 pub mod informers;
+pub mod job;
 pub mod namespace;
 pub mod namespace_defaults;
 pub mod nodelifecycle;
+pub mod pods;
+pub mod replicaset;
 
 use kube::Client;
 
@@ -20,5 +27,10 @@ pub fn start(client: Client, ca_pem: String) {
     tokio::spawn(namespace_defaults::run(informers.clone(), ca_pem));
     tokio::spawn(endpoints::run(informers.clone()));
     tokio::spawn(nodelifecycle::run(informers.clone()));
+    tokio::spawn(gc::run(informers.clone()));
+    tokio::spawn(replicaset::run(informers.clone()));
+    tokio::spawn(deployment::run(informers.clone()));
+    tokio::spawn(job::run(informers.clone()));
+    tokio::spawn(cronjob::run(informers.clone()));
     tokio::spawn(crate::scheduler::run(informers));
 }

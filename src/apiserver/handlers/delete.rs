@@ -10,6 +10,7 @@ use super::update::{write, Fields, Mode};
 use super::{json, Request};
 use crate::api::crd::CLEANUP_FINALIZER;
 use crate::api::registry::ResourceInfo;
+use crate::apiserver::lifecycle::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{success_status, ApiError, ApiResult};
 use crate::apiserver::{body, ipalloc};
@@ -20,6 +21,15 @@ struct DeleteOptions {
     grace_period: Option<i64>,
     precondition_uid: Option<String>,
     precondition_rv: Option<String>,
+    policy: Option<Propagation>,
+}
+
+/// How a delete treats the object's dependents (DeletionPropagation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Propagation {
+    Orphan,
+    Background,
+    Foreground,
 }
 
 fn options(req: &Request<'_>, bytes: &[u8]) -> ApiResult<DeleteOptions> {
@@ -36,8 +46,22 @@ fn options(req: &Request<'_>, bytes: &[u8]) -> ApiResult<DeleteOptions> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(String::from);
+        if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
+            opts.policy = Some(if orphan {
+                Propagation::Orphan
+            } else {
+                Propagation::Background
+            });
+        }
         if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
-            check_policy(p)?;
+            if v.get("orphanDependents").is_some_and(|o| !o.is_null()) {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("propagationPolicy: Invalid value: {p:?}: orphanDependents and deletionPropagation cannot be both set"),
+                ));
+            }
+            opts.policy = Some(check_policy(p)?);
         }
         if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
             if d.iter().any(|x| x.as_str() != Some("All")) {
@@ -53,15 +77,24 @@ fn options(req: &Request<'_>, bytes: &[u8]) -> ApiResult<DeleteOptions> {
                 .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
         );
     }
+    if let Some(o) = req.query.get("orphanDependents") {
+        opts.policy = Some(if o == "true" {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        });
+    }
     if let Some(p) = req.query.get("propagationPolicy") {
-        check_policy(p)?;
+        opts.policy = Some(check_policy(p)?);
     }
     Ok(opts)
 }
 
-fn check_policy(p: &str) -> ApiResult<()> {
+fn check_policy(p: &str) -> ApiResult<Propagation> {
     match p {
-        "Orphan" | "Background" | "Foreground" => Ok(()),
+        "Orphan" => Ok(Propagation::Orphan),
+        "Background" => Ok(Propagation::Background),
+        "Foreground" => Ok(Propagation::Foreground),
         other => Err(ApiError::new(
             422,
             "Invalid",
@@ -161,6 +194,28 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> 
     let now = chrono::Utc::now();
     let already = object::is_deleting(obj);
     let mut new = obj.clone();
+    // batch/v1 Jobs orphan their pods unless told otherwise, for
+    // compatibility, as upstream; everything else deletes in background.
+    let default = if kind == "Job" && info.group == "batch" {
+        Propagation::Orphan
+    } else {
+        Propagation::Background
+    };
+    let finalizer = match opts.policy.unwrap_or(default) {
+        Propagation::Foreground => Some(FOREGROUND_FINALIZER),
+        Propagation::Orphan => Some(ORPHAN_FINALIZER),
+        Propagation::Background => None,
+    };
+    // The garbage collector removes the finalizer once the dependents are
+    // gone (foreground) or released (orphan); an object already being
+    // deleted keeps the policy it was deleted with.
+    let mut finalizers = object::finalizers(obj);
+    if let Some(f) = finalizer.filter(|_| !already) {
+        if !finalizers.iter().any(|x| x == f) {
+            finalizers.push(f.to_string());
+            meta_mut(&mut new).insert("finalizers".into(), json!(finalizers));
+        }
+    }
     if kind == "Pod" {
         let bound = obj
             .pointer("/spec/nodeName")
@@ -198,7 +253,7 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> 
         }
     }
     let crd = kind == "CustomResourceDefinition";
-    let held = !object::finalizers(obj).is_empty() || kind == "Namespace" || crd;
+    let held = !finalizers.is_empty() || kind == "Namespace" || crd;
     if !held {
         return None;
     }

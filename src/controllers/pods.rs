@@ -1,0 +1,140 @@
+//! What the workload controllers share about the pods they own: controller
+//! references, selectors, readiness and availability, which pods to give
+//! up first, and creating a pod from a template.
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::core::{Selector, SelectorExt};
+use kube::Resource;
+
+/// The reference that makes `owner` the controller of an object.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    let meta = owner.meta();
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The controller reference of an object, if it has one.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+}
+
+/// Whether a selector matches labels; an unparsable selector matches
+/// nothing (validation keeps those out, so this is only defence), and so
+/// does an empty one, as upstream's controllers treat it.
+pub fn selects(selector: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|e| e.is_empty());
+    if empty {
+        return false;
+    }
+    let Ok(sel) = Selector::try_from(selector.clone()) else {
+        return false;
+    };
+    sel.matches(labels.unwrap_or(&BTreeMap::new()))
+}
+
+/// Counts toward replicas: not being deleted, not finished.
+pub fn is_active(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && !matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
+}
+
+/// When the pod's Ready condition last turned true, if it is ready.
+fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
+    let cond = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    (cond.status == "True").then(|| cond.last_transition_time.as_ref().map(|t| t.0))
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// Whether a pod has been ready for `min_ready_seconds`; if it is ready but
+/// not yet available, how many seconds are left.
+pub fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> (bool, Option<i64>) {
+    match ready_since(pod) {
+        None => (false, None),
+        Some(_) if min_ready_seconds <= 0 => (true, None),
+        Some(None) => (false, Some(i64::from(min_ready_seconds))),
+        Some(Some(since)) => {
+            let left = i64::from(min_ready_seconds) - (now.as_second() - since.as_second());
+            if left <= 0 {
+                (true, None)
+            } else {
+                (false, Some(left))
+            }
+        }
+    }
+}
+
+/// Orders pods so the cheapest to lose come first (upstream's
+/// ActivePods ordering): unscheduled, pending, not ready, most restarts,
+/// newest.
+pub fn sort_for_deletion(pods: &mut [&Pod]) {
+    pods.sort_by_key(|p| {
+        let scheduled = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+        let phase_rank = match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Pending") | None => 0,
+            Some("Unknown") => 1,
+            _ => 2,
+        };
+        let restarts: i32 = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+            .unwrap_or(0);
+        let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        (
+            scheduled,
+            phase_rank,
+            is_ready(p),
+            Reverse(restarts),
+            Reverse(created),
+        )
+    });
+}
+
+/// A new pod from a template, owned by `owner`, named `<prefix><5 chars>`
+/// by the API server.
+pub fn from_template(template: &PodTemplateSpec, owner: OwnerReference, prefix: &str) -> Pod {
+    let tmeta = template.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(prefix.to_string()),
+            labels: tmeta.labels,
+            annotations: tmeta.annotations,
+            finalizers: tmeta.finalizers,
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
