@@ -908,7 +908,7 @@ async fn watches_with_bookmarks_get_them_periodically() {
     let server = Server::start_with_env(&[("KONE_WATCH_BOOKMARK_SECS", "1")]);
     let http = server.http();
     let url = format!(
-        "{}/api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true&resourceVersion=1",
+        "{}/api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true&resourceVersion=1&fieldSelector=metadata.name!=kube-root-ca.crt",
         server.url()
     );
     let mut resp = http

@@ -183,7 +183,7 @@ fn exec_propagates_exit_codes_streams_and_stdin() {
 
     apply(
         &s,
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: unbound}\nspec:\n  containers: [{name: c, image: kone.test/busybox:1}]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: unbound}\nspec:\n  schedulerName: no-such-scheduler\n  containers: [{name: c, image: kone.test/busybox:1}]\n",
     );
     fails_with(
         &s.kubectl(&["exec", "unbound", "--", "true"]),
