@@ -27,7 +27,7 @@ fi
 
 info "building (release)"
 cargo build --release --locked --bin kone
-install -m 0755 target/release/kone "$BIN_DIR/kone"
+install -m 0755 "${CARGO_TARGET_DIR:-target}/release/kone" "$BIN_DIR/kone"
 info "installed $BIN_DIR/kone ($("$BIN_DIR/kone" --version))"
 
 if [ "${INSTALL_KONE_SKIP_START:-false}" = true ]; then
@@ -77,9 +77,21 @@ fi
 info "waiting for the API"
 for _ in $(seq 1 100); do
     if [ -f /etc/kone/kone.yaml ] && "$BIN_DIR/kone" kubectl get --raw /readyz >/dev/null 2>&1; then
-        info "ready: try '$BIN_DIR/kone kubectl get ns' or 'KUBECONFIG=/etc/kone/kone.yaml kubectl get ns'"
-        exit 0
+        break
     fi
     sleep 0.2
 done
-fail "kone did not become ready in 20 s; see $LOG"
+"$BIN_DIR/kone" kubectl get --raw /readyz >/dev/null 2>&1 || fail "kone did not become ready in 20 s; see $LOG"
+case " $EXEC " in
+*" --disable-agent "*) ;;
+*)
+    info "waiting for this machine's node"
+    for _ in $(seq 1 100); do
+        [ -n "$("$BIN_DIR/kone" kubectl get nodes -o name 2>/dev/null)" ] && break
+        sleep 0.2
+    done
+    "$BIN_DIR/kone" kubectl wait --for=condition=Ready nodes --all --timeout=30s >/dev/null ||
+        fail "the node did not become Ready; see $LOG"
+    ;;
+esac
+info "ready: try '$BIN_DIR/kone kubectl get nodes' or 'KUBECONFIG=/etc/kone/kone.yaml kubectl get nodes'"

@@ -171,6 +171,59 @@ fn foreground_cascade_waits_for_blocking_dependents() {
     }
 }
 
+/// A Secret owned by a ConfigMap: neither kind is one a built-in
+/// controller owns, so the collector must follow them all the same.
+fn secret_owned_by(name: &str, owner: &str, owner_uid: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: {name}
+  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: {owner}, uid: "{owner_uid}", blockOwnerDeletion: true}}]
+stringData: {{k: v}}
+"#
+    )
+}
+
+#[test]
+fn owners_and_dependents_of_any_kind_are_collected() {
+    let s = Server::start();
+    for cascade in ["background", "foreground", "orphan"] {
+        let owner = format!("cm-{cascade}");
+        let dep = format!("{owner}-secret");
+        s.ok(&["create", "configmap", &owner]);
+        let u = uid(&s, "configmap", &owner);
+        apply(&s, &secret_owned_by(&dep, &owner, &u));
+        assert_ok(
+            &s.kubectl(&[
+                "delete",
+                "configmap",
+                &owner,
+                &format!("--cascade={cascade}"),
+                "--timeout=60s",
+            ]),
+            cascade,
+        );
+        wait_until("owner gone", WAIT, || !exists(&s, "configmap", &owner));
+        if cascade == "orphan" {
+            std::thread::sleep(Duration::from_secs(2));
+            assert!(exists(&s, "secret", &dep), "orphaned secret must stay");
+            let refs = s.ok(&[
+                "get",
+                "secret",
+                &dep,
+                "-o",
+                "jsonpath={.metadata.ownerReferences}",
+            ]);
+            assert!(refs.trim().is_empty() || refs.trim() == "[]", "{refs}");
+        } else {
+            wait_until("dependent secret deleted", WAIT, || {
+                !exists(&s, "secret", &dep)
+            });
+        }
+    }
+}
+
 #[test]
 fn dangling_references_are_collected() {
     let s = Server::start();

@@ -3,11 +3,12 @@
 //! `foregroundDeletion` and `orphan` finalizers the API server puts on a
 //! deleted owner are served (dependents deleted, or released).
 //!
-//! The graph holds the kinds the built-in controllers own or are owned by
-//! (see `start`), read from the shared informers. An owner of another kind
-//! (a custom resource owning pods) is looked up live when one of its
-//! dependents needs a verdict; the graph never trusts its own absence of an
-//! owner without such a live read, since the owner's watch may lag the
+//! The graph holds every deletable kind but events: those the built-in
+//! controllers own or are owned by from the shared informers, the others
+//! (ConfigMaps, custom resources, …) from metadata-only watches found by
+//! discovery. An owner missing from the graph is looked up live when one of
+//! its dependents needs a verdict; the graph never trusts its own absence of
+//! an owner without such a live read, since the owner's watch may lag the
 //! dependent's.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -19,15 +20,19 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
-    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+    Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
 };
-use kube::discovery::{ApiResource, Scope};
+use kube::discovery::{verbs, ApiResource, Discovery, Scope};
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::informers::{Informable, Informers};
 use crate::apiserver::lifecycle::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
@@ -53,11 +58,14 @@ struct Node {
 
 impl Node {
     fn of<K: Informable>(obj: &K) -> Node {
-        let meta = obj.meta();
+        Node::with(ApiResource::erase::<K>(&()), obj.meta())
+    }
+
+    fn with(res: ApiResource, meta: &ObjectMeta) -> Node {
         Node {
-            res: ApiResource::erase::<K>(&()),
+            res,
             namespace: meta.namespace.clone(),
-            name: obj.name_any(),
+            name: meta.name.clone().unwrap_or_default(),
             uid: meta.uid.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone(),
             owners: meta.owner_references.clone().unwrap_or_default(),
@@ -77,9 +85,12 @@ struct Seen {
     gone: bool,
 }
 
-/// Forwards one kind's changes into the collector; returns once its cache
-/// is filled.
-async fn track<K: Informable>(informers: &Informers, tx: mpsc::UnboundedSender<Seen>) {
+/// Forwards one kind's changes into the collector; returns, once its cache
+/// is filled, the resource it follows.
+async fn track<K: Informable>(
+    informers: &Informers,
+    tx: mpsc::UnboundedSender<Seen>,
+) -> ApiResource {
     let informer = informers.get::<K>();
     let store = informer.store();
     let mut changes = Box::pin(informer.changes());
@@ -101,6 +112,79 @@ async fn track<K: Informable>(informers: &Informers, tx: mpsc::UnboundedSender<S
         }
     });
     informer.ready().await;
+    ApiResource::erase::<K>(&())
+}
+
+/// Forwards changes of a kind outside the shared informers, read as
+/// metadata only (upstream's collector watches every deletable resource
+/// the same way); returns once its first list is in.
+async fn track_other(client: Client, res: ApiResource, tx: mpsc::UnboundedSender<Seen>) {
+    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &res);
+    let mut writer = Writer::<PartialObjectMeta<DynamicObject>>::new(res.clone());
+    let store = writer.as_reader();
+    let (ready_tx, mut ready) = watch::channel(false);
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::debug!(kind = %res.kind, %error, "collector watch failed; retrying");
+                    continue;
+                }
+            };
+            writer.apply_watcher_event(&event);
+            let (obj, gone) = match event {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => (o, false),
+                watcher::Event::Delete(o) => (o, true),
+                watcher::Event::InitDone => {
+                    ready_tx.send_replace(true);
+                    continue;
+                }
+                watcher::Event::Init => continue,
+            };
+            // A relist may bring back a namesake; the store tells.
+            let gone = gone
+                || store
+                    .get(&ObjectRef::from_obj_with(&obj, res.clone()))
+                    .is_none_or(|now| now.metadata.uid != obj.metadata.uid);
+            let seen = Seen {
+                node: Node::with(res.clone(), &obj.metadata),
+                gone,
+            };
+            if tx.send(seen).is_err() {
+                return;
+            }
+        }
+    });
+    let _ = ready.wait_for(|r| *r).await;
+}
+
+/// The resources the collector must follow beyond the shared informers:
+/// every listable, watchable, deletable resource but events (which upstream
+/// ignores too) and the typed ones.
+async fn other_kinds(
+    client: &Client,
+    typed: &[ApiResource],
+) -> Result<Vec<ApiResource>, kube::Error> {
+    let discovery = Discovery::new(client.clone()).run_aggregated().await?;
+    let mut found = Vec::new();
+    for group in discovery.groups() {
+        for (res, caps) in group.resources_by_stability() {
+            let wanted = [verbs::LIST, verbs::WATCH, verbs::DELETE]
+                .iter()
+                .all(|v| caps.supports_operation(v));
+            let typed = typed
+                .iter()
+                .any(|t| t.group == res.group && t.plural == res.plural);
+            if wanted && !typed && res.plural != "events" {
+                found.push(res);
+            }
+        }
+    }
+    Ok(found)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -439,23 +523,24 @@ impl Collector {
 pub async fn run(informers: Informers) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     // The kinds built-in controllers create with ownerReferences, and their
-    // owners: a deleted Deployment's ReplicaSets, their Pods, a StatefulSet's
-    // PVCs and ControllerRevisions, a CronJob's Jobs.
-    tokio::join!(
-        track::<Pod>(&informers, tx.clone()),
-        track::<ReplicaSet>(&informers, tx.clone()),
-        track::<Deployment>(&informers, tx.clone()),
-        track::<StatefulSet>(&informers, tx.clone()),
-        track::<DaemonSet>(&informers, tx.clone()),
-        track::<ControllerRevision>(&informers, tx.clone()),
-        track::<Job>(&informers, tx.clone()),
-        track::<CronJob>(&informers, tx.clone()),
-        track::<ReplicationController>(&informers, tx.clone()),
-        track::<PersistentVolumeClaim>(&informers, tx.clone()),
-    );
-    drop(tx);
+    // owners, come from the shared informers the controllers fill anyway: a
+    // deleted Deployment's ReplicaSets, their Pods, a StatefulSet's PVCs and
+    // ControllerRevisions, a CronJob's Jobs.
+    let mut followed = vec![
+        track::<Pod>(&informers, tx.clone()).await,
+        track::<ReplicaSet>(&informers, tx.clone()).await,
+        track::<Deployment>(&informers, tx.clone()).await,
+        track::<StatefulSet>(&informers, tx.clone()).await,
+        track::<DaemonSet>(&informers, tx.clone()).await,
+        track::<ControllerRevision>(&informers, tx.clone()).await,
+        track::<Job>(&informers, tx.clone()).await,
+        track::<CronJob>(&informers, tx.clone()).await,
+        track::<ReplicationController>(&informers, tx.clone()).await,
+        track::<PersistentVolumeClaim>(&informers, tx.clone()).await,
+    ];
+    let client = informers.client();
     let mut gc = Collector {
-        client: informers.client(),
+        client: client.clone(),
         nodes: HashMap::new(),
         dependents: HashMap::new(),
         kinds: HashMap::new(),
@@ -464,6 +549,8 @@ pub async fn run(informers: Informers) {
     let mut dirty = BTreeSet::new();
     let mut retry = BTreeSet::new();
     let mut retry_tick = tokio::time::interval(RETRY);
+    // The first tick, at once, finds every other kind; later ones pick up
+    // custom resources defined since.
     let mut resync = tokio::time::interval(RESYNC);
     loop {
         tokio::select! {
@@ -476,6 +563,15 @@ pub async fn run(informers: Informers) {
             }
             _ = retry_tick.tick() => dirty.append(&mut retry),
             _ = resync.tick() => {
+                match other_kinds(&client, &followed).await {
+                    Ok(kinds) => {
+                        for res in kinds {
+                            followed.push(res.clone());
+                            track_other(client.clone(), res, tx.clone()).await;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "collector discovery failed; retrying"),
+                }
                 dirty.extend(gc.nodes.values().filter(|n| !n.owners.is_empty() || n.deleting).map(|n| n.uid.clone()));
                 dirty.extend(gc.remote.keys().cloned());
             }
