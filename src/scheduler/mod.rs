@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::controllers::events::{EventType, Recorder};
 use crate::controllers::informers::Informers;
+pub use filters::tolerates;
 use filters::Unfit;
 use queue::Queue;
 use snapshot::{PodInfo, Snapshot};
@@ -258,7 +259,7 @@ impl Scheduler {
         let binds = self.binds.clone();
         let outcomes = self.outcomes.clone();
         tokio::spawn(async move {
-            let _permit = binds.acquire().await;
+            let permit = binds.acquire().await;
             let ns = pod.namespace().unwrap_or_default();
             let name = pod.name_any();
             let uid = pod.uid().unwrap_or_default();
@@ -278,6 +279,8 @@ impl Scheduler {
                 .await
             {
                 Ok(_) => {
+                    // The next binding need not wait for this one's event.
+                    drop(permit);
                     tracing::debug!(pod = %key, %node, "bound");
                     recorder
                         .record(

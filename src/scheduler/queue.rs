@@ -20,7 +20,8 @@ pub struct Queue {
     backoff: HashMap<String, Instant>,
     /// Key → when it was parked.
     parked: HashMap<String, Instant>,
-    attempts: HashMap<String, u32>,
+    /// Key → (failed tries, when the last one failed).
+    failures: HashMap<String, (u32, Instant)>,
 }
 
 impl Queue {
@@ -52,15 +53,25 @@ impl Queue {
         }
     }
 
+    /// Counted from the last failed try, as upstream does, so a pod that
+    /// was parked longer than its back-off is tried at once when the
+    /// cluster changes.
     fn backoff_end(&self, key: &str) -> Instant {
-        let n = self.attempts.get(key).copied().unwrap_or(0);
-        if n == 0 {
+        let Some(&(n, failed)) = self.failures.get(key) else {
             return Instant::now();
-        }
+        };
         let d = INITIAL_BACKOFF
-            .saturating_mul(1 << (n - 1).min(16))
+            .saturating_mul(1 << (n.max(1) - 1).min(16))
             .min(MAX_BACKOFF);
-        Instant::now() + d
+        failed + d
+    }
+
+    fn failed(&mut self, key: &str) {
+        let entry = self
+            .failures
+            .entry(key.to_string())
+            .or_insert((0, Instant::now()));
+        *entry = (entry.0 + 1, Instant::now());
     }
 
     /// The pod is bound or gone.
@@ -70,19 +81,19 @@ impl Queue {
         }
         self.backoff.remove(key);
         self.parked.remove(key);
-        self.attempts.remove(key);
+        self.failures.remove(key);
     }
 
     /// A try found no node: park it until something changes.
     pub fn unschedulable(&mut self, key: &str) {
-        *self.attempts.entry(key.to_string()).or_default() += 1;
+        self.failed(key);
         self.parked.insert(key.to_string(), Instant::now());
     }
 
     /// A try failed for a reason that is not about the cluster (a failed
     /// binding): retry after its back-off.
     pub fn retry(&mut self, key: &str) {
-        *self.attempts.entry(key.to_string()).or_default() += 1;
+        self.failed(key);
         let until = self.backoff_end(key);
         self.backoff.insert(key.to_string(), until);
     }
@@ -155,5 +166,23 @@ mod tests {
         assert!(q.next_wake() > Instant::now());
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(q.pop_ready(), ["a"]);
+    }
+
+    #[test]
+    fn back_off_counts_from_the_last_failure() {
+        let mut q = Queue::default();
+        q.add("a");
+        assert_eq!(q.pop_ready(), ["a"]);
+        q.unschedulable("a");
+        // Parked longer than its 1 s back-off: a change retries it at once.
+        std::thread::sleep(Duration::from_millis(1100));
+        q.move_all();
+        assert_eq!(q.pop_ready(), ["a"]);
+        // A second failure doubles the back-off from that failure on.
+        q.unschedulable("a");
+        q.move_all();
+        assert!(q.pop_ready().is_empty());
+        let wait = q.next_wake().saturating_duration_since(Instant::now());
+        assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2));
     }
 }
