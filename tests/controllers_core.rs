@@ -312,17 +312,15 @@ fn taint_keys(s: &Server, node: &str) -> Vec<String> {
     keys
 }
 
+fn add_node(s: &Server, name: &str) {
+    let node = format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n");
+    common::assert_ok(&s.kubectl_stdin(None, &["apply", "-f", "-"], &node), name);
+}
+
 #[test]
 fn a_stale_lease_makes_the_node_unknown_and_tainted() {
     let s = Server::start_with_env(&[("KONE_NODE_MONITOR_GRACE_SECS", "4")]);
-    common::assert_ok(
-        &s.kubectl_stdin(
-            None,
-            &["apply", "-f", "-"],
-            "apiVersion: v1\nkind: Node\nmetadata: {name: fake}\n",
-        ),
-        "node",
-    );
+    add_node(&s, "fake");
     renew(&s, "fake");
     post_ready(&s, "fake");
     // Renewed in time: stays Ready.
@@ -378,14 +376,7 @@ fn bound_pod(s: &Server, name: &str, node: &str, tolerations: &str) {
 #[test]
 fn no_execute_taints_evict_pods_that_do_not_tolerate_them() {
     let s = Server::start_with_env(&[("KONE_NODE_MONITOR_GRACE_SECS", "3")]);
-    common::assert_ok(
-        &s.kubectl_stdin(
-            None,
-            &["apply", "-f", "-"],
-            "apiVersion: v1\nkind: Node\nmetadata: {name: fake}\n",
-        ),
-        "node",
-    );
+    add_node(&s, "fake");
     renew(&s, "fake");
     post_ready(&s, "fake");
     bound_pod(
@@ -456,11 +447,6 @@ fn pod_cidrs(s: &Server, node: &str) -> Option<(String, Value)> {
     let n = get_json(s, &["get", "node", node, "-o", "json"])?;
     let cidr = n["spec"]["podCIDR"].as_str()?.to_string();
     Some((cidr, n["spec"]["podCIDRs"].clone()))
-}
-
-fn add_node(s: &Server, name: &str) {
-    let node = format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n");
-    common::assert_ok(&s.kubectl_stdin(None, &["apply", "-f", "-"], &node), name);
 }
 
 #[test]
