@@ -54,6 +54,10 @@ until [ -s "$K" ] && kc wait node/node1 --for=condition=Ready --timeout=5s >/dev
     alive
     sleep 0.5
 done
+[ "$(readlink "/proc/$SERVER_PID/exe")" = "$(readlink -f "$KONE")" ] || {
+    log "pid $SERVER_PID is not kone"
+    exit 1
+}
 
 deployment() { # NAME REPLICAS
     kc apply -f - >/dev/null <<EOF

@@ -84,8 +84,9 @@ bench_node_start() {
     ip -n "$NS" route add default via 10.99.0.1
     log "starting kone server"
     BENCH_T0=$(date +%s.%N)
-    # nsenter (without --fork) execs kone: $! is the server's own pid.
-    KONE_LOG=${KONE_LOG:-info} in_ns "$KONE" server --data-dir "$D" --run-dir "$R" \
+    # nsenter (without --fork) execs kone: $! is the server's own pid (not
+    # through in_ns: a backgrounded function would be a subshell).
+    KONE_LOG=${KONE_LOG:-info} nsenter --net="/run/netns/$NS" "$KONE" server --data-dir "$D" --run-dir "$R" \
         --pod-log-dir "$L" --write-kubeconfig "$K" --node-name node1 \
         >/dev/null 2>"$WORK/server.log" &
     SERVER_PID=$!
