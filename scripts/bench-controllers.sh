@@ -7,10 +7,8 @@
 #      every replica is updated and available
 #   3. idle CPU of the kone server over I seconds with D Deployments of
 #      zero replicas (so the controllers count, not the pods)
-# Without a scheduler in the build the pods are pinned to the node
-# (spec.nodeName); with one they are scheduled. scheduler throughput comes
-# from scripts/bench-scheduler.sh when that script exists. The last line is
-# machine-readable:
+# Scheduler throughput comes from scripts/bench-scheduler.sh (fake nodes,
+# no agent). The last line is machine-readable:
 #   sched_pods_per_s=… scale100_s=… rollout100_s=… idle_cpu_pct_100deploy=…
 #
 # Usage: scripts/bench-controllers.sh [-r REPLICAS] [-d DEPLOYMENTS] [-i IDLE_SECONDS]
@@ -34,57 +32,10 @@ while [ $# -gt 0 ]; do
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
     esac
 done
-if [ "$(id -u)" != 0 ]; then
-    echo "bench-controllers: needs root (network namespace, pods)" >&2
-    exit 2
-fi
-if [ -z "${KONE:-}" ]; then
-    cargo build --release --bin kone >&2
-    KONE=$PWD/target/release/kone
-fi
+. scripts/lib/bench-node.sh
+bench_node_init bench-controllers
 
-WORK=$(mktemp -d /tmp/kone-bench-ctl.XXXXXX)
-D=$WORK/data
-R=$WORK/run
-L=$WORK/pod-logs
-K=$WORK/kubeconfig.yaml
-NS=kone-c-$$
-SERVER_PID=
-
-cleanup() {
-    set +e
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    # Pods outlive the server by design: remove every one under our run dir.
-    if [ -d "$R/pods" ]; then
-        ids=$(ls "$R/pods")
-        # shellcheck disable=SC2086
-        [ -n "$ids" ] && "$KONE" runtime --run-dir "$R" --data-dir "$D" rmp $ids >/dev/null 2>&1
-        for pidfile in "$R"/pods/*/shim.pid; do
-            [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null
-        done
-    fi
-    ip netns del "$NS" 2>/dev/null
-    grep -o " $WORK[^ ]*" /proc/self/mounts | sort -r | while read -r m; do
-        umount -l "$m" 2>/dev/null
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-kc() { nsenter --net="/run/netns/$NS" kubectl --kubeconfig "$K" "$@"; }
-log() { echo "bench-controllers: $*" >&2; }
-alive() {
-    kill -0 "$SERVER_PID" 2>/dev/null || {
-        log "kone server died; log tail:"
-        tail -30 "$WORK/server.log" >&2
-        exit 1
-    }
-}
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+kc() { in_ns kubectl --kubeconfig "$K" "$@"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
 
@@ -98,42 +49,17 @@ wait_status() { # NAME JSONPATH WANT
     done
 }
 
-log "building the test image"
-mkdir -p "$D/agent/images" "$R" "$L"
-scripts/build-test-image.sh "$WORK/image" >/dev/null
-cp "$WORK/image/busybox-oci.tar" "$D/agent/images/"
-
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" link add eth0 type veth peer name eth0p
-ip -n "$NS" addr add 10.99.0.2/24 dev eth0
-ip -n "$NS" link set eth0 up
-ip -n "$NS" link set eth0p up
-ip -n "$NS" route add default via 10.99.0.1
-
-log "starting kone server"
-KONE_LOG=${KONE_LOG:-info} nsenter --net="/run/netns/$NS" "$KONE" server --data-dir "$D" --run-dir "$R" \
-    --pod-log-dir "$L" --write-kubeconfig "$K" --node-name node1 \
-    >/dev/null 2>"$WORK/server.log" &
-SERVER_PID=$!
+bench_node_start
 until [ -s "$K" ] && kc wait node/node1 --for=condition=Ready --timeout=5s >/dev/null 2>&1; do
     alive
     sleep 0.5
 done
-
-# Is there a scheduler? A pod without a node tells within a few seconds.
-kc run probe --image=kone.test/busybox:1 --restart=Never -- sleep 3600 >/dev/null
-PIN=true
-for _ in $(seq 20); do
-    [ -n "$(kc get pod probe -o 'jsonpath={.spec.nodeName}')" ] && { PIN=false; break; }
-    sleep 0.5
-done
-kc delete pod probe --grace-period=0 --wait=false >/dev/null
-log "pinning pods to node1: $PIN"
+[ "$(readlink "/proc/$SERVER_PID/exe")" = "$(readlink -f "$KONE")" ] || {
+    log "pid $SERVER_PID is not kone"
+    exit 1
+}
 
 deployment() { # NAME REPLICAS
-    local node=""
-    $PIN && node="nodeName: node1"
     kc apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
 kind: Deployment
@@ -144,7 +70,6 @@ spec:
   template:
     metadata: {labels: {app: $1}}
     spec:
-      $node
       terminationGracePeriodSeconds: 0
       containers: [{name: c, image: kone.test/busybox:1, command: [sleep, "3600"]}]
 EOF
@@ -181,11 +106,8 @@ alive
 IDLE_CPU=$(awk -v c="$((C1 - C0))" -v hz="$HZ" -v a="$S0" -v b="$(now)" \
     'BEGIN {printf "%.2f", 100 * c / hz / (b - a)}')
 
-SCHED=na
-if [ -x scripts/bench-scheduler.sh ]; then
-    log "running scripts/bench-scheduler.sh"
-    SCHED=$(KONE=$KONE scripts/bench-scheduler.sh | tail -1 | grep -o 'sched_pods_per_s=[^ ]*' | cut -d= -f2 || echo na)
-fi
+log "running scripts/bench-scheduler.sh"
+SCHED=$(KONE=$KONE scripts/bench-scheduler.sh | tail -1 | grep -o 'sched_pods_per_s=[^ ]*' | cut -d= -f2 || echo na)
 
 echo
 printf '%-48s %10s  %s\n' "measure" "value" "target"

@@ -36,65 +36,15 @@ while [ $# -gt 0 ]; do
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
     esac
 done
-if [ "$(id -u)" != 0 ]; then
-    echo "bench-pods: needs root (network namespace, pods)" >&2
-    exit 2
-fi
 if ! python3 -c 'import kubernetes' 2>/dev/null; then
     echo "bench-pods: needs the python kubernetes client (pip install kubernetes)" >&2
     exit 2
 fi
-if [ -z "${KONE:-}" ]; then
-    cargo build --release --bin kone >&2
-    KONE=$PWD/target/release/kone
-fi
+. scripts/lib/bench-node.sh
+bench_node_init bench-pods
 CLIENT=$PWD/scripts/bench-pods-client.py
 
-WORK=$(mktemp -d /tmp/kone-bench-pods.XXXXXX)
-D=$WORK/data
-R=$WORK/run
-L=$WORK/pod-logs
-K=$WORK/kubeconfig.yaml
-NS=kone-b-$$
-SERVER_PID=
-
-cleanup() {
-    set +e
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    # Pods outlive the server by design: remove every one under our run dir.
-    if [ -d "$R/pods" ]; then
-        ids=$(ls "$R/pods")
-        # shellcheck disable=SC2086
-        [ -n "$ids" ] && "$KONE" runtime --run-dir "$R" --data-dir "$D" rmp $ids >/dev/null 2>&1
-        for pidfile in "$R"/pods/*/shim.pid; do
-            [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null
-        done
-    fi
-    ip netns del "$NS" 2>/dev/null
-    # Whatever the runtime left mounted under the work dir, deepest first.
-    grep -o " $WORK[^ ]*" /proc/self/mounts | sort -r | while read -r m; do
-        umount -l "$m" 2>/dev/null
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-in_ns() { nsenter --net="/run/netns/$NS" "$@"; }
 client() { in_ns python3 "$CLIENT" "$K" "$@"; }
-log() { echo "bench-pods: $*" >&2; }
-
-# The server must still be alive for any figure to mean something.
-alive() {
-    kill -0 "$SERVER_PID" 2>/dev/null || {
-        log "kone server died; log tail:"
-        tail -30 "$WORK/server.log" >&2
-        exit 1
-    }
-}
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -112,36 +62,12 @@ shims_mem() {
     echo "$rss $pss $n"
 }
 
-# utime+stime of a process, in clock ticks (fields 14 and 15; the comm
-# field may hold spaces, so count from the closing parenthesis).
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
-
-log "building the test image"
-mkdir -p "$D/agent/images" "$R" "$L"
-scripts/build-test-image.sh "$WORK/image" >/dev/null
-cp "$WORK/image/busybox-oci.tar" "$D/agent/images/"
-
-# A namespace with a default route through a veth pair that lives
-# entirely inside it (the node needs a default route for its address).
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" link add eth0 type veth peer name eth0p
-ip -n "$NS" addr add 10.99.0.2/24 dev eth0
-ip -n "$NS" link set eth0 up
-ip -n "$NS" link set eth0p up
-ip -n "$NS" route add default via 10.99.0.1
 
 # 1. node Ready: the clock starts just before the server's exec; the
 # poller's own start-up overlaps the server's.
-log "starting kone server"
-T0=$(date +%s.%N)
-# nsenter (without --fork) execs kone: $! is the server's own pid.
-KONE_LOG=${KONE_LOG:-info} nsenter --net="/run/netns/$NS" "$KONE" server --data-dir "$D" --run-dir "$R" \
-    --pod-log-dir "$L" --write-kubeconfig "$K" --node-name node1 \
-    >/dev/null 2>"$WORK/server.log" &
-SERVER_PID=$!
+bench_node_start
+T0=$BENCH_T0
 READY_AT=$(client node-ready node1)
 [ "$(readlink "/proc/$SERVER_PID/exe")" = "$(readlink -f "$KONE")" ] || {
     log "pid $SERVER_PID is not kone"

@@ -77,8 +77,17 @@ log "creating $PODS pods (no nodes yet)"
 T=$(now)
 kc create -f "$WORK/pods.json" >/dev/null
 CREATE_PODS=$(echo "$(now) - $T" | bc)
-# Let the first (failed) tries settle before the clock starts.
-sleep 3
+# Let the first (failed) tries settle before the clock starts: every pod
+# marked PodScheduled=False, so their events and status writes are done.
+unscheduled() {
+    kc get pods -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="PodScheduled")].status}{"\n"}{end}' |
+        grep -c False || true
+}
+for _ in $(seq 600); do
+    [ "$(unscheduled)" -ge "$PODS" ] && break
+    sleep 0.5
+done
+sleep 1
 
 log "creating $NODES nodes; timing until all $PODS pods are bound"
 T0=$(now)

@@ -1,9 +1,11 @@
 //! What a fresh cluster has: the system namespaces and the `kubernetes`
-//! Service with its Endpoints. Written through the API like any client.
+//! Service with its Endpoints and EndpointSlice. Written through the API
+//! like any client.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -34,6 +36,9 @@ pub async fn ensure(
         },
     }))?;
     create_if_missing(&services, &svc).await?;
+    // Like kube-apiserver's endpoint reconciler: the Service's endpoints are
+    // this server's address and port, rewritten at every start so a new
+    // address or --https-listen-port reaches in-cluster clients.
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let ep: Endpoints = serde_json::from_value(json!({
         "metadata": { "name": "kubernetes", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
@@ -42,8 +47,43 @@ pub async fn ensure(
             "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
         }],
     }))?;
-    create_if_missing(&endpoints, &ep).await?;
+    ensure_current(&endpoints, ep, |e| json!(e.subsets)).await?;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": { "name": "kubernetes", "labels": { "kubernetes.io/service-name": "kubernetes" } },
+        "addressType": if advertise.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{ "addresses": [advertise.to_string()], "conditions": { "ready": true } }],
+        "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
+    }))?;
+    ensure_current(&slices, slice, |s| {
+        json!([s.address_type, s.endpoints, s.ports, s.metadata.labels])
+    })
+    .await?;
     Ok(())
+}
+
+/// Creates `want`, or replaces the stored object when the part `view`
+/// picks out differs.
+async fn ensure_current<K>(
+    api: &Api<K>,
+    mut want: K,
+    view: impl Fn(&K) -> serde_json::Value,
+) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = want.meta().name.clone().unwrap_or_default();
+    match api.get_opt(&name).await? {
+        None => create_if_missing(api, &want).await,
+        Some(have) if view(&have) == view(&want) => Ok(()),
+        Some(have) => {
+            want.meta_mut().resource_version = have.meta().resource_version.clone();
+            api.replace(&name, &PostParams::default(), &want)
+                .await
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("updating {name}: {e}"))
+        }
+    }
 }
 
 async fn create_if_missing<K>(api: &Api<K>, obj: &K) -> anyhow::Result<()>

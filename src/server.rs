@@ -103,7 +103,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         app.clone(),
         client::controller_user("kube-controller-manager"),
     );
-    controllers::start(controllers, ident.server_ca_pem.clone());
+    controllers::start(
+        controllers,
+        controllers::Settings {
+            ca_pem: ident.server_ca_pem.clone(),
+            cluster_cidr: args.cluster_cidr,
+            identity: node_name(&args),
+        },
+    );
 
     if !args.disable_agent {
         let node_client = client::in_process(app.clone(), node_user(&node_name(&args)));
@@ -193,22 +200,14 @@ fn node_user(node: &str) -> identity::UserInfo {
     }
 }
 
-/// The server's own node takes the first /24 of the cluster CIDR, the
-/// allocation the node IPAM controller will record as its own.
+/// The server's own node; its podCIDR comes from the node IPAM controller.
 fn kubelet_config(args: &ServerArgs, advertise: IpAddr) -> crate::kubelet::KubeletConfig {
-    let pod_cidr = args
-        .cluster_cidr
-        .subnets(24)
-        .ok()
-        .and_then(|mut s| s.next())
-        .unwrap_or(args.cluster_cidr);
     crate::kubelet::KubeletConfig {
         node_name: node_name(args),
         node_ip: args.node.node_ip.unwrap_or(advertise),
         data_dir: args.data_dir.clone(),
         run_dir: args.node.run_dir.clone(),
         log_dir: args.node.pod_log_dir.clone(),
-        pod_cidr,
         cluster_cidr: args.cluster_cidr,
         cluster_dns: args.node.cluster_dns,
         cluster_domain: args.node.cluster_domain.clone(),

@@ -312,17 +312,15 @@ fn taint_keys(s: &Server, node: &str) -> Vec<String> {
     keys
 }
 
+fn add_node(s: &Server, name: &str) {
+    let node = format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n");
+    common::assert_ok(&s.kubectl_stdin(None, &["apply", "-f", "-"], &node), name);
+}
+
 #[test]
 fn a_stale_lease_makes_the_node_unknown_and_tainted() {
     let s = Server::start_with_env(&[("KONE_NODE_MONITOR_GRACE_SECS", "4")]);
-    common::assert_ok(
-        &s.kubectl_stdin(
-            None,
-            &["apply", "-f", "-"],
-            "apiVersion: v1\nkind: Node\nmetadata: {name: fake}\n",
-        ),
-        "node",
-    );
+    add_node(&s, "fake");
     renew(&s, "fake");
     post_ready(&s, "fake");
     // Renewed in time: stays Ready.
@@ -360,4 +358,234 @@ fn a_stale_lease_makes_the_node_unknown_and_tainted() {
         renew(&s, "fake");
         taint_keys(&s, "fake").is_empty().then_some(())
     });
+}
+
+fn deleting(s: &Server, pod: &str) -> bool {
+    get_json(s, &["get", "pod", pod, "-o", "json"])
+        .is_none_or(|p| !p["metadata"]["deletionTimestamp"].is_null())
+}
+
+/// A pod bound to `node` directly (no kubelet runs it) with these tolerations.
+fn bound_pod(s: &Server, name: &str, node: &str, tolerations: &str) {
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  tolerations: {tolerations}\n  containers: [{{name: c, image: kone.test/busybox:1}}]\n"
+    );
+    common::assert_ok(&s.kubectl_stdin(None, &["apply", "-f", "-"], &pod), name);
+}
+
+#[test]
+fn no_execute_taints_evict_pods_that_do_not_tolerate_them() {
+    let s = Server::start_with_env(&[("KONE_NODE_MONITOR_GRACE_SECS", "3")]);
+    add_node(&s, "fake");
+    renew(&s, "fake");
+    post_ready(&s, "fake");
+    bound_pod(
+        &s,
+        "forever",
+        "fake",
+        "[{operator: Exists, effect: NoExecute}]",
+    );
+    bound_pod(
+        &s,
+        "brief",
+        "fake",
+        "[{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 6}]",
+    );
+    bound_pod(&s, "plain", "fake", "[]");
+    // The Lease goes stale: unreachable taints; "brief" has 6 s from then.
+    wait_for(
+        "unreachable NoExecute taint",
+        Duration::from_secs(30),
+        || {
+            taint_keys(&s, "fake")
+                .contains(&"node.kubernetes.io/unreachable:NoExecute".to_string())
+                .then_some(())
+        },
+    );
+    let tainted = Instant::now();
+    assert!(
+        !deleting(&s, "brief"),
+        "evicted before its tolerationSeconds"
+    );
+    wait_for("brief evicted", Duration::from_secs(30), || {
+        deleting(&s, "brief").then_some(())
+    });
+    assert!(
+        tainted.elapsed() >= Duration::from_secs(4),
+        "evicted after {:?}",
+        tainted.elapsed()
+    );
+    let brief = get_json(&s, &["get", "pod", "brief", "-o", "json"]).expect("brief");
+    let target = brief["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(target["reason"], "DeletionByTaintManager", "{brief}");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=brief,reason=TaintManagerEviction",
+        "-o",
+        "name",
+    ]);
+    assert!(!events.trim().is_empty(), "no TaintManagerEviction event");
+    // A taint nobody tolerates for a while evicts at once; a pod that
+    // tolerates every NoExecute taint stays through all of it.
+    s.ok(&["taint", "node", "fake", "dedicated=x:NoExecute"]);
+    wait_for("plain evicted", Duration::from_secs(10), || {
+        deleting(&s, "plain").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!deleting(&s, "forever"), "a tolerating pod was evicted");
+}
+
+fn pod_cidrs(s: &Server, node: &str) -> Option<(String, Value)> {
+    let n = get_json(s, &["get", "node", node, "-o", "json"])?;
+    let cidr = n["spec"]["podCIDR"].as_str()?.to_string();
+    Some((cidr, n["spec"]["podCIDRs"].clone()))
+}
+
+#[test]
+fn nodes_get_pod_cidrs_that_outlive_restarts() {
+    let mut s = Server::start_with_env(&[("KONE_NODE_MONITOR_GRACE_SECS", "3")]);
+    add_node(&s, "a");
+    let (a, a_list) = wait_for("a's podCIDR", Duration::from_secs(20), || {
+        pod_cidrs(&s, "a")
+    });
+    assert_eq!(a, "10.42.0.0/24");
+    assert_eq!(a_list, serde_json::json!(["10.42.0.0/24"]));
+    add_node(&s, "b");
+    let (b, _) = wait_for("b's podCIDR", Duration::from_secs(20), || {
+        pod_cidrs(&s, "b")
+    });
+    assert_eq!(b, "10.42.1.0/24");
+    // A node that never posted status: its kubelet's four conditions Unknown.
+    let conditions = wait_for("never-updated conditions", Duration::from_secs(30), || {
+        let n = get_json(&s, &["get", "node", "a", "-o", "json"])?;
+        let c = n["status"]["conditions"].as_array()?.clone();
+        (c.len() == 4).then_some(c)
+    });
+    for c in &conditions {
+        assert_eq!(c["status"], "Unknown", "{c}");
+        assert_eq!(c["reason"], "NodeStatusNeverUpdated", "{c}");
+        assert_eq!(c["message"], "Kubelet never posted node status.", "{c}");
+    }
+    let mut types: Vec<&str> = conditions
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["DiskPressure", "MemoryPressure", "PIDPressure", "Ready"]
+    );
+    // Deleting a node frees its range for the next one.
+    s.ok(&["delete", "node", "a"]);
+    std::thread::sleep(Duration::from_secs(1));
+    add_node(&s, "c");
+    let (c, _) = wait_for("c's podCIDR", Duration::from_secs(20), || {
+        pod_cidrs(&s, "c")
+    });
+    assert_eq!(c, "10.42.0.0/24");
+    // After a restart the ranges held are known: the next one is new.
+    s.restart();
+    add_node(&s, "d");
+    let (d, _) = wait_for("d's podCIDR", Duration::from_secs(30), || {
+        pod_cidrs(&s, "d")
+    });
+    assert_eq!(d, "10.42.2.0/24");
+}
+
+fn lease(s: &Server, name: &str) -> Option<Value> {
+    get_json(
+        s,
+        &["get", "lease", "-n", "kube-system", name, "-o", "json"],
+    )
+}
+
+#[test]
+fn controllers_and_scheduler_run_only_while_holding_their_leases() {
+    let s = Server::start();
+    let mut renewed = Vec::new();
+    for name in ["kube-controller-manager", "kube-scheduler"] {
+        let l = wait_for(name, Duration::from_secs(20), || lease(&s, name));
+        let holder = l["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(!holder.is_empty(), "{l}");
+        assert_eq!(l["spec"]["leaseDurationSeconds"], 15, "{l}");
+        renewed.push((name, holder, l["spec"]["renewTime"].clone()));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for (name, holder, before) in &renewed {
+        let l = lease(&s, name).expect("lease");
+        assert_eq!(l["spec"]["holderIdentity"], holder.as_str());
+        assert_ne!(&l["spec"]["renewTime"], before, "{name} not renewed");
+    }
+    // Someone else takes the controller manager's Lease: our controllers
+    // stop, and start again only once that holder's Lease has expired.
+    let intruder = format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: kube-controller-manager, namespace: kube-system}}\nspec: {{holderIdentity: intruder, leaseDurationSeconds: 15, renewTime: \"{}\"}}\n",
+        now_micro()
+    );
+    common::assert_ok(
+        &s.kubectl_stdin(None, &["apply", "-f", "-"], &intruder),
+        "lease",
+    );
+    let taken = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    s.ok(&["create", "deployment", "web", "--image=kone.test/busybox:1"]);
+    let replicasets = |s: &Server| {
+        get_json(s, &["get", "replicasets", "-o", "json"])
+            .and_then(|l| l["items"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    while taken.elapsed() < Duration::from_secs(12) {
+        assert_eq!(replicasets(&s), 0, "a controller ran without the Lease");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_for("controllers back", Duration::from_secs(30), || {
+        (replicasets(&s) == 1).then_some(())
+    });
+    let l = lease(&s, "kube-controller-manager").expect("lease");
+    assert_eq!(l["spec"]["holderIdentity"], renewed[0].1.as_str(), "{l}");
+    assert!(
+        l["spec"]["leaseTransitions"].as_i64().unwrap_or(0) >= 1,
+        "{l}"
+    );
+}
+
+#[test]
+fn the_kubernetes_service_points_at_the_server() {
+    let s = Server::start();
+    let port = s.url().rsplit(':').next().unwrap_or("").to_string();
+    let ep = get_json(&s, &["get", "endpoints", "kubernetes", "-o", "json"]).expect("endpoints");
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "127.0.0.1", "{ep}");
+    assert_eq!(ep["subsets"][0]["ports"][0]["name"], "https", "{ep}");
+    assert_eq!(
+        ep["subsets"][0]["ports"][0]["port"].to_string(),
+        port,
+        "{ep}"
+    );
+    let slice = get_json(&s, &["get", "endpointslice", "kubernetes", "-o", "json"]).expect("slice");
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(
+        slice["endpoints"][0]["addresses"][0], "127.0.0.1",
+        "{slice}"
+    );
+    assert_eq!(
+        slice["endpoints"][0]["conditions"]["ready"], true,
+        "{slice}"
+    );
+    assert_eq!(slice["ports"][0]["name"], "https", "{slice}");
+    assert_eq!(slice["ports"][0]["port"].to_string(), port, "{slice}");
 }

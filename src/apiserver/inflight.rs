@@ -1,10 +1,17 @@
 //! Max-in-flight limits, like kube-apiserver's --max-requests-inflight and
 //! --max-mutating-requests-inflight: past them a request gets 429 at once
-//! instead of queueing without bound. Watches are long-running and not counted.
+//! instead of queueing without bound. Watches are long-running and not counted,
+//! and system:masters is exempt, as in kube-apiserver's WithMaxInFlightLimit:
+//! the in-process controllers and scheduler run in that group, so a burst of
+//! their own writes (the scheduler's bindings and events) is never refused.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::apiserver::status::ApiError;
+use crate::identity::UserInfo;
+
+/// Upstream's user.SystemPrivilegedGroup.
+const EXEMPT_GROUP: &str = "system:masters";
 
 pub struct Inflight {
     reads: AtomicUsize,
@@ -32,8 +39,11 @@ impl Inflight {
         }
     }
 
-    /// Take a slot for a request of this verb, or refuse with 429.
-    pub fn admit(&self, verb: &str) -> Result<Option<Slot<'_>>, ApiError> {
+    /// Take a slot for a request of this verb by this user, or refuse with 429.
+    pub fn admit(&self, verb: &str, user: &UserInfo) -> Result<Option<Slot<'_>>, ApiError> {
+        if user.groups.iter().any(|g| g == EXEMPT_GROUP) {
+            return Ok(None);
+        }
         let (count, max) = match verb {
             "WATCH" => return Ok(None),
             "GET" | "LIST" => (&self.reads, self.max_reads),
@@ -57,14 +67,31 @@ impl Inflight {
 mod tests {
     use super::*;
 
+    fn user(groups: &[&str]) -> UserInfo {
+        UserInfo {
+            name: "u".into(),
+            uid: String::new(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
     #[test]
     fn refuses_past_the_limit_and_frees_on_drop() {
         let f = Inflight::new(1, 1);
-        let a = f.admit("GET").expect("first read");
-        assert_eq!(f.admit("LIST").err().map(|e| e.code), Some(429));
-        assert!(f.admit("POST").is_ok(), "writes have their own limit");
-        assert!(f.admit("WATCH").expect("watch").is_none());
+        let u = user(&["system:authenticated"]);
+        let a = f.admit("GET", &u).expect("first read");
+        assert_eq!(f.admit("LIST", &u).err().map(|e| e.code), Some(429));
+        assert!(f.admit("POST", &u).is_ok(), "writes have their own limit");
+        assert!(f.admit("WATCH", &u).expect("watch").is_none());
         drop(a);
-        assert!(f.admit("GET").is_ok());
+        assert!(f.admit("GET", &u).is_ok());
+    }
+
+    #[test]
+    fn system_masters_is_exempt() {
+        let f = Inflight::new(0, 0);
+        let admin = user(&["system:masters", "system:authenticated"]);
+        assert!(f.admit("POST", &admin).expect("exempt").is_none());
+        assert_eq!(f.admit("POST", &user(&[])).err().map(|e| e.code), Some(429));
     }
 }

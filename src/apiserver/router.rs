@@ -235,7 +235,7 @@ async fn api(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         Target::Resource(t) => {
             let verb = handlers::verb(&parts.method, &t, &query);
             let resource = t.info.plural;
-            let result = match state.inflight.admit(verb) {
+            let result = match state.inflight.admit(verb, &user) {
                 Err(e) => Err(e),
                 // The slot is held until the handler is done.
                 // Streams need `create` whatever the method (upstream's

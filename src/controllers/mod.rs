@@ -8,29 +8,61 @@ pub mod expectations;
 pub mod gc;
 pub mod informers;
 pub mod job;
+pub mod leader;
 pub mod namespace;
 pub mod namespace_defaults;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod pods;
 pub mod replicaset;
+pub mod tainteviction;
 
+use ipnet::Ipv4Net;
 use kube::Client;
 
+/// What the control loops need to know about the cluster.
+pub struct Settings {
+    /// The API server's CA, published in every namespace.
+    pub ca_pem: String,
+    /// Pod ranges of the nodes are cut from it.
+    pub cluster_cidr: Ipv4Net,
+    /// Who holds the leader Leases (stable across restarts, so a restarted
+    /// server takes its own Leases back at once).
+    pub identity: String,
+}
+
 /// Starts every control loop of `kone server` and the scheduler; loops
-/// built on watched state share one set of informers.
-/// `ca_pem` is the API server's CA, published in every namespace.
-pub fn start(client: Client, ca_pem: String) {
+/// built on watched state share one set of informers. The controller
+/// manager's loops and the scheduler each run only while this process
+/// holds their Lease (kube-controller-manager, kube-scheduler); the CRD
+/// name controller and the event TTL belong to the API server and always run.
+pub fn start(client: Client, settings: Settings) {
     let informers = informers::Informers::new(client.clone());
-    tokio::spawn(namespace::run(client.clone()));
     tokio::spawn(crd::run(client.clone()));
-    tokio::spawn(events::run_ttl(client));
-    tokio::spawn(namespace_defaults::run(informers.clone(), ca_pem));
-    tokio::spawn(endpoints::run(informers.clone()));
-    tokio::spawn(nodelifecycle::run(informers.clone()));
-    tokio::spawn(gc::run(informers.clone()));
-    tokio::spawn(replicaset::run(informers.clone()));
-    tokio::spawn(deployment::run(informers.clone()));
-    tokio::spawn(job::run(informers.clone()));
-    tokio::spawn(cronjob::run(informers.clone()));
-    tokio::spawn(crate::scheduler::run(informers));
+    tokio::spawn(events::run_ttl(client.clone()));
+    let manager = leader::Elector::new(
+        client.clone(),
+        "kube-controller-manager",
+        &settings.identity,
+    );
+    let scheduler = leader::Elector::new(client.clone(), "kube-scheduler", &settings.identity);
+    let (ca_pem, cidr) = (settings.ca_pem, settings.cluster_cidr);
+    let shared = informers.clone();
+    tokio::spawn(manager.run(move |loops| {
+        let informers = shared.clone();
+        loops.spawn(namespace::run(informers.client()));
+        loops.spawn(namespace_defaults::run(informers.clone(), ca_pem.clone()));
+        loops.spawn(endpoints::run(informers.clone()));
+        loops.spawn(nodelifecycle::run(informers.clone()));
+        loops.spawn(tainteviction::run(informers.clone()));
+        loops.spawn(nodeipam::run(informers.clone(), cidr));
+        loops.spawn(gc::run(informers.clone()));
+        loops.spawn(replicaset::run(informers.clone()));
+        loops.spawn(deployment::run(informers.clone()));
+        loops.spawn(job::run(informers.clone()));
+        loops.spawn(cronjob::run(informers));
+    }));
+    tokio::spawn(scheduler.run(move |loops| {
+        loops.spawn(crate::scheduler::run(informers.clone()));
+    }));
 }

@@ -19,6 +19,9 @@ use super::informers::Informers;
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 const UNKNOWN_MESSAGE: &str = "Kubelet stopped posting node status.";
+const NEVER_MESSAGE: &str = "Kubelet never posted node status.";
+/// The conditions a kubelet posts, set Unknown when it goes silent.
+const KUBELET_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 
 /// Upstream's --node-monitor-grace-period default.
 const DEFAULT_GRACE: Duration = Duration::from_secs(40);
@@ -90,6 +93,37 @@ fn wanted_taints(node: &Node, now: Timestamp) -> Vec<Taint> {
     out
 }
 
+/// The kubelet's four conditions as Unknown: those it posted keep their
+/// heartbeat; those it never posted appear, heard of at the node's
+/// creation (upstream's tryUpdateNodeHealth).
+fn unknown_conditions(node: &Node, now: Timestamp) -> Vec<NodeCondition> {
+    let posted: Vec<&NodeCondition> = node
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .collect();
+    KUBELET_CONDITIONS
+        .iter()
+        .map(|type_| match posted.iter().find(|c| c.type_ == *type_) {
+            Some(c) => NodeCondition {
+                status: "Unknown".into(),
+                reason: Some("NodeStatusUnknown".into()),
+                message: Some(UNKNOWN_MESSAGE.into()),
+                last_transition_time: Some(Time(now)),
+                ..(*c).clone()
+            },
+            None => NodeCondition {
+                type_: type_.to_string(),
+                status: "Unknown".into(),
+                reason: Some("NodeStatusNeverUpdated".into()),
+                message: Some(NEVER_MESSAGE.into()),
+                last_heartbeat_time: node.metadata.creation_timestamp.clone(),
+                last_transition_time: Some(Time(now)),
+            },
+        })
+        .collect()
+}
+
 pub async fn run(informers: Informers) {
     let client = informers.client();
     let nodes = informers.get::<Node>();
@@ -110,18 +144,7 @@ pub async fn run(informers: Informers) {
             let stale = last_heard(&node, &leases)
                 .is_none_or(|t| now.duration_since(t).as_secs_f64() > grace.as_secs_f64());
             if stale && ready_status(&node) != Some("Unknown") {
-                let conditions: Vec<NodeCondition> = node
-                    .status
-                    .iter()
-                    .flat_map(|s| s.conditions.iter().flatten())
-                    .map(|c| NodeCondition {
-                        status: "Unknown".into(),
-                        reason: Some("NodeStatusUnknown".into()),
-                        message: Some(UNKNOWN_MESSAGE.into()),
-                        last_transition_time: Some(Time(now)),
-                        ..c.clone()
-                    })
-                    .collect();
+                let conditions = unknown_conditions(&node, now);
                 let patch = json!({"status": {"conditions": conditions}});
                 match api
                     .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
@@ -195,5 +218,20 @@ mod tests {
             ["x:NoSchedule"]
         );
         assert_eq!(keys(&node("False", json!([]))).len(), 2);
+    }
+
+    #[test]
+    fn silent_kubelets_conditions_become_unknown() {
+        let now = Timestamp::now();
+        let never: Node = serde_json::from_value(json!({"metadata": {"name": "n"}})).expect("node");
+        let c = unknown_conditions(&never, now);
+        let types: Vec<&str> = c.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, KUBELET_CONDITIONS);
+        assert!(c.iter().all(
+            |c| c.status == "Unknown" && c.reason.as_deref() == Some("NodeStatusNeverUpdated")
+        ));
+        let posted = unknown_conditions(&node("True", json!([])), now);
+        assert_eq!(posted[0].reason.as_deref(), Some("NodeStatusUnknown"));
+        assert_eq!(posted[1].reason.as_deref(), Some("NodeStatusNeverUpdated"));
     }
 }

@@ -33,7 +33,6 @@ pub struct KubeletConfig {
     pub data_dir: PathBuf,
     pub run_dir: PathBuf,
     pub log_dir: PathBuf,
-    pub pod_cidr: Ipv4Net,
     pub cluster_cidr: Ipv4Net,
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
@@ -75,16 +74,17 @@ pub async fn run(
         tracing::info!(images = imported.len(), "imported airgap images");
     }
     let puller = Puller::new(runtime.images().clone(), registries);
-    let network = network::PodNetwork::new(
-        &cfg.data_dir.join("agent").join("ipam"),
-        cfg.pod_cidr,
-        cfg.cluster_cidr,
-    )?;
-    network.ensure_node().await?;
     let cfg = Arc::new(cfg);
     node::register(&client, &cfg).await?;
     node::renew_lease(&client, &cfg).await?;
     tokio::spawn(node::heartbeat(client.clone(), cfg.clone()));
+    let pod_cidr = node::pod_cidr(&client, &cfg).await?;
+    let network = network::PodNetwork::new(
+        &cfg.data_dir.join("agent").join("ipam"),
+        pod_cidr,
+        cfg.cluster_cidr,
+    )?;
+    network.ensure_node().await?;
     let kubelet = Arc::new(Kubelet {
         cfg,
         client,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use ipnet::Ipv4Net;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -18,6 +19,9 @@ use crate::apiserver::router::KUBE_VERSION;
 /// How often the Lease is renewed and the node status re-sent.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 const LEASE_SECONDS: i32 = 40;
+const POD_CIDR_POLL: Duration = Duration::from_millis(200);
+/// Past this a missing podCIDR is worth a warning (no leader, or no range left).
+const POD_CIDR_PATIENCE: Duration = Duration::from_secs(30);
 
 pub fn labels(cfg: &KubeletConfig) -> BTreeMap<String, String> {
     let arch = crate::runtime::images::import::host_arch();
@@ -156,10 +160,10 @@ pub fn pressure(cfg: &KubeletConfig) -> Pressure {
 }
 
 /// Creates the Node, or takes over the existing one (a restart keeps its
-/// podCIDR and whatever other controllers set).
+/// podCIDR and whatever other controllers set). The podCIDR comes from the
+/// node IPAM controller (see `pod_cidr`).
 pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let cidr = cfg.pod_cidr.to_string();
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -171,7 +175,7 @@ pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Res
                 "volumes.kubernetes.io/controller-managed-attach-detach": "true",
             },
         },
-        "spec": {"podCIDR": cidr, "podCIDRs": [cidr], "providerID": format!("kone://{}", cfg.node_name)},
+        "spec": {"providerID": format!("kone://{}", cfg.node_name)},
     }))?;
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => tracing::info!(node = %cfg.node_name, "registered the node"),
@@ -189,6 +193,29 @@ pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Res
         Err(e) => return Err(e).context("registering the node"),
     }
     update_status(client, cfg, &Pressure::default()).await
+}
+
+/// The node's podCIDR, once the node IPAM controller has set it (the
+/// kubelet's network cannot start without it, as upstream's waits too).
+pub async fn pod_cidr(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Result<Ipv4Net> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut waited = Duration::ZERO;
+    loop {
+        let node = nodes
+            .get(&cfg.node_name)
+            .await
+            .context("reading the node")?;
+        if let Some(cidr) = node.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()) {
+            return cidr
+                .parse()
+                .with_context(|| format!("the node's podCIDR {cidr:?}"));
+        }
+        if waited == POD_CIDR_PATIENCE {
+            tracing::warn!(node = %cfg.node_name, "still waiting for a podCIDR from the node IPAM controller");
+        }
+        tokio::time::sleep(POD_CIDR_POLL).await;
+        waited += POD_CIDR_POLL;
+    }
 }
 
 pub async fn update_status(

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::controllers::events::{EventType, Recorder};
 use crate::controllers::informers::Informers;
+pub use filters::tolerates;
 use filters::Unfit;
 use queue::Queue;
 use snapshot::{PodInfo, Snapshot};
@@ -39,6 +40,11 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 
 /// Bindings in flight at once.
 const MAX_BINDS: usize = 64;
+/// Pods decided against one snapshot. Upstream decides one pod per
+/// snapshot; a small batch keeps most of the saving of batching while
+/// nodes that arrive during a burst (or bindings that fail) are seen by the
+/// next batch, not after a whole queue has been judged without them.
+const BATCH: usize = 64;
 
 fn key_of(pod: &Pod) -> String {
     format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
@@ -126,7 +132,7 @@ pub async fn run(informers: Informers) {
             _ = tokio::time::sleep_until(wake) => {}
         }
         // Take everything already waiting before deciding, so a burst of
-        // new pods is placed as one batch against one snapshot.
+        // new pods is queued before the next batch is decided.
         while let Some(Some(p)) = pod_changes.next().now_or_never() {
             s.on_pod(&p);
         }
@@ -208,7 +214,7 @@ impl Scheduler {
     }
 
     fn schedule_batch(&mut self) {
-        let batch = self.queue.pop_ready();
+        let batch = self.queue.pop_ready(BATCH);
         if batch.is_empty() {
             return;
         }
@@ -258,7 +264,7 @@ impl Scheduler {
         let binds = self.binds.clone();
         let outcomes = self.outcomes.clone();
         tokio::spawn(async move {
-            let _permit = binds.acquire().await;
+            let permit = binds.acquire().await;
             let ns = pod.namespace().unwrap_or_default();
             let name = pod.name_any();
             let uid = pod.uid().unwrap_or_default();
@@ -278,6 +284,8 @@ impl Scheduler {
                 .await
             {
                 Ok(_) => {
+                    // The next binding need not wait for this one's event.
+                    drop(permit);
                     tracing::debug!(pod = %key, %node, "bound");
                     recorder
                         .record(

@@ -20,7 +20,8 @@ pub struct Queue {
     backoff: HashMap<String, Instant>,
     /// Key → when it was parked.
     parked: HashMap<String, Instant>,
-    attempts: HashMap<String, u32>,
+    /// Key → (failed tries, when the last one failed).
+    failures: HashMap<String, (u32, Instant)>,
 }
 
 impl Queue {
@@ -52,15 +53,25 @@ impl Queue {
         }
     }
 
+    /// Counted from the last failed try, as upstream does, so a pod that
+    /// was parked longer than its back-off is tried at once when the
+    /// cluster changes.
     fn backoff_end(&self, key: &str) -> Instant {
-        let n = self.attempts.get(key).copied().unwrap_or(0);
-        if n == 0 {
+        let Some(&(n, failed)) = self.failures.get(key) else {
             return Instant::now();
-        }
+        };
         let d = INITIAL_BACKOFF
-            .saturating_mul(1 << (n - 1).min(16))
+            .saturating_mul(1 << (n.max(1) - 1).min(16))
             .min(MAX_BACKOFF);
-        Instant::now() + d
+        failed + d
+    }
+
+    fn failed(&mut self, key: &str) {
+        let entry = self
+            .failures
+            .entry(key.to_string())
+            .or_insert((0, Instant::now()));
+        *entry = (entry.0 + 1, Instant::now());
     }
 
     /// The pod is bound or gone.
@@ -70,19 +81,19 @@ impl Queue {
         }
         self.backoff.remove(key);
         self.parked.remove(key);
-        self.attempts.remove(key);
+        self.failures.remove(key);
     }
 
     /// A try found no node: park it until something changes.
     pub fn unschedulable(&mut self, key: &str) {
-        *self.attempts.entry(key.to_string()).or_default() += 1;
+        self.failed(key);
         self.parked.insert(key.to_string(), Instant::now());
     }
 
     /// A try failed for a reason that is not about the cluster (a failed
     /// binding): retry after its back-off.
     pub fn retry(&mut self, key: &str) {
-        *self.attempts.entry(key.to_string()).or_default() += 1;
+        self.failed(key);
         let until = self.backoff_end(key);
         self.backoff.insert(key.to_string(), until);
     }
@@ -96,8 +107,8 @@ impl Queue {
     }
 
     /// Pods whose time has come: ended back-offs and long-parked pods join
-    /// the active ones, which are all handed out.
-    pub fn pop_ready(&mut self) -> Vec<String> {
+    /// the active ones, of which the first `limit` are handed out.
+    pub fn pop_ready(&mut self, limit: usize) -> Vec<String> {
         let now = Instant::now();
         let done: Vec<String> = self
             .backoff
@@ -119,12 +130,19 @@ impl Queue {
             self.parked.remove(&k);
             self.requeue(&k);
         }
-        self.in_active.clear();
-        self.active.drain(..).collect()
+        let n = limit.min(self.active.len());
+        let out: Vec<String> = self.active.drain(..n).collect();
+        for k in &out {
+            self.in_active.remove(k);
+        }
+        out
     }
 
     /// When `pop_ready` next has something without new events.
     pub fn next_wake(&self) -> Instant {
+        if !self.active.is_empty() {
+            return Instant::now();
+        }
         let backoff = self.backoff.values().min().copied();
         let parked = self.parked.values().min().map(|t| *t + MAX_PARKED);
         [backoff, parked]
@@ -144,16 +162,46 @@ mod tests {
         let mut q = Queue::default();
         q.add("a");
         q.add("a");
-        assert_eq!(q.pop_ready(), ["a"]);
+        assert_eq!(q.pop_ready(10), ["a"]);
         q.unschedulable("a");
         q.add("b");
-        assert_eq!(q.pop_ready(), ["b"]);
+        assert_eq!(q.pop_ready(10), ["b"]);
         q.forget("b");
         // A cluster change moves "a" to back-off (1 s after its first failure).
         q.move_all();
-        assert!(q.pop_ready().is_empty());
+        assert!(q.pop_ready(10).is_empty());
         assert!(q.next_wake() > Instant::now());
         std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(q.pop_ready(), ["a"]);
+        assert_eq!(q.pop_ready(10), ["a"]);
+    }
+
+    #[test]
+    fn active_pods_are_handed_out_in_order_up_to_the_limit() {
+        let mut q = Queue::default();
+        for k in ["a", "b", "c"] {
+            q.add(k);
+        }
+        assert_eq!(q.pop_ready(2), ["a", "b"]);
+        assert!(q.next_wake() <= Instant::now(), "c is still waiting");
+        q.add("a");
+        assert_eq!(q.pop_ready(2), ["c", "a"]);
+    }
+
+    #[test]
+    fn back_off_counts_from_the_last_failure() {
+        let mut q = Queue::default();
+        q.add("a");
+        assert_eq!(q.pop_ready(10), ["a"]);
+        q.unschedulable("a");
+        // Parked longer than its 1 s back-off: a change retries it at once.
+        std::thread::sleep(Duration::from_millis(1100));
+        q.move_all();
+        assert_eq!(q.pop_ready(10), ["a"]);
+        // A second failure doubles the back-off from that failure on.
+        q.unschedulable("a");
+        q.move_all();
+        assert!(q.pop_ready(10).is_empty());
+        let wait = q.next_wake().saturating_duration_since(Instant::now());
+        assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2));
     }
 }
