@@ -1,9 +1,10 @@
-//! What a fresh cluster has: the system namespaces and the `kubernetes`
-//! Service with its Endpoints. Written through the API like any client.
+//! What a fresh cluster has: the system namespaces, the `kubernetes`
+//! Service with its Endpoints and the system PriorityClasses. Written through the API like any client.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -43,6 +44,15 @@ pub async fn ensure(
         }],
     }))?;
     create_if_missing(&endpoints, &ep).await?;
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    for (name, value, description) in crate::apiserver::admission::priority::SYSTEM_CLASSES {
+        let class: PriorityClass = serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "value": value,
+            "description": description,
+        }))?;
+        create_if_missing(&classes, &class).await?;
+    }
     Ok(())
 }
 
