@@ -2,6 +2,7 @@
 pub mod crd;
 pub mod cronjob;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod events;
 pub mod expectations;
@@ -11,8 +12,10 @@ pub mod job;
 pub mod namespace;
 pub mod namespace_defaults;
 pub mod nodelifecycle;
+pub mod podautoscaler;
 pub mod pods;
 pub mod replicaset;
+pub mod resourcequota;
 
 use kube::Client;
 
@@ -32,5 +35,8 @@ pub fn start(client: Client, ca_pem: String) {
     tokio::spawn(deployment::run(informers.clone()));
     tokio::spawn(job::run(informers.clone()));
     tokio::spawn(cronjob::run(informers.clone()));
+    tokio::spawn(disruption::run(informers.clone()));
+    tokio::spawn(resourcequota::run(informers.clone()));
+    tokio::spawn(podautoscaler::run(informers.clone()));
     tokio::spawn(crate::scheduler::run(informers));
 }
