@@ -69,20 +69,31 @@ fn resource_quota_counts_and_refuses() {
     );
     let sized = "{requests: {cpu: 600m}, limits: {cpu: \"1\"}}";
     assert_ok(&create(&s, &pod("p1", sized, "")), "p1");
-    wait_used(&s, "q", |u| u["requests.cpu"] == "600m" && u["limits.cpu"] == "1" && u["pods"] == "1");
+    wait_used(&s, "q", |u| {
+        u["requests.cpu"] == "600m" && u["limits.cpu"] == "1" && u["pods"] == "1"
+    });
     let said = refused(&s, &pod("p2", sized, ""));
     assert!(
         said.contains("pods \"p2\" is forbidden: exceeded quota: q, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"),
         "{said}"
     );
 
-    assert_ok(&create(&s, "apiVersion: v1\nkind: Secret\nmetadata: {name: s1}\n"), "s1");
+    assert_ok(
+        &create(&s, "apiVersion: v1\nkind: Secret\nmetadata: {name: s1}\n"),
+        "s1",
+    );
     let said = refused(&s, "apiVersion: v1\nkind: Secret\nmetadata: {name: s2}\n");
     assert!(
         said.contains("secrets \"s2\" is forbidden: exceeded quota: q, requested: secrets=1, used: secrets=1, limited: secrets=1"),
         "{said}"
     );
-    s.ok(&["create", "deployment", "d", "--image=kone.test/busybox:1", "--replicas=0"]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "d",
+        "--image=kone.test/busybox:1",
+        "--replicas=0",
+    ]);
     wait_used(&s, "q", |u| u["count/deployments.apps"] == "1");
 
     // Deleting gives the usage back.
@@ -97,14 +108,14 @@ fn limit_range_defaults_and_bounds() {
     assert_ok(
         &create(
             &s,
-            "apiVersion: v1\nkind: LimitRange\nmetadata: {name: lr}\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 100m}\n    max: {cpu: \"1\"}\n    maxLimitRequestRatio: {cpu: \"4\"}\n",
+            "apiVersion: v1\nkind: LimitRange\nmetadata: {name: lr}\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 200m}\n    max: {cpu: \"1\"}\n    maxLimitRequestRatio: {cpu: \"4\"}\n",
         ),
         "limitrange",
     );
     let lr = get(&s, &["get", "limitrange", "lr"]);
     assert_eq!(
         lr["spec"]["limits"][0]["defaultRequest"],
-        json!({"cpu": "100m", "memory": "256Mi"}),
+        json!({"cpu": "200m", "memory": "256Mi"}),
         "the default request follows the default limit: {lr}"
     );
 
@@ -112,7 +123,7 @@ fn limit_range_defaults_and_bounds() {
     let p = get(&s, &["get", "pod", "plain"]);
     assert_eq!(
         p["spec"]["containers"][0]["resources"],
-        json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}})
+        json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "200m", "memory": "256Mi"}})
     );
     assert_eq!(
         p["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
@@ -122,12 +133,23 @@ fn limit_range_defaults_and_bounds() {
 
     let said = refused(&s, &pod("big", "{limits: {cpu: \"2\"}}", ""));
     assert!(
-        said.contains("pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"),
+        said.contains(
+            "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+        ),
         "{said}"
     );
-    let said = refused(&s, &pod("skewed", "{requests: {cpu: 100m}, limits: {cpu: \"1\"}}", ""));
+    let said = refused(
+        &s,
+        &pod(
+            "skewed",
+            "{requests: {cpu: 100m}, limits: {cpu: \"1\"}}",
+            "",
+        ),
+    );
     assert!(
-        said.contains("cpu max limit to request ratio per Container is 4, but provided ratio is 10.000000"),
+        said.contains(
+            "cpu max limit to request ratio per Container is 4, but provided ratio is 10.000000"
+        ),
         "{said}"
     );
 }
@@ -147,7 +169,10 @@ fn priority_classes_and_default_tolerations() {
         ),
         "class",
     );
-    assert_ok(&create(&s, &pod("vip", "{}", "  priorityClassName: high\n")), "vip");
+    assert_ok(
+        &create(&s, &pod("vip", "{}", "  priorityClassName: high\n")),
+        "vip",
+    );
     let p = get(&s, &["get", "pod", "vip"]);
     assert_eq!(p["spec"]["priority"], 1000);
     assert_eq!(p["spec"]["preemptionPolicy"], "Never");
@@ -164,7 +189,10 @@ fn priority_classes_and_default_tolerations() {
         said.contains("pods \"lost\" is forbidden: no PriorityClass with name nope was found"),
         "{said}"
     );
-    let said = refused(&s, &pod("forged", "{}", "  priorityClassName: high\n  priority: 5\n"));
+    let said = refused(
+        &s,
+        &pod("forged", "{}", "  priorityClassName: high\n  priority: 5\n"),
+    );
     assert!(
         said.contains("the integer value of priority (5) must not be provided in pod spec; priority admission controller computed 1000 from the given PriorityClass name"),
         "{said}"

@@ -25,8 +25,21 @@ fn condition<'a>(hpa: &'a Value, type_: &str) -> Option<&'a Value> {
 #[test]
 fn autoscaler_honours_bounds_and_reports_missing_metrics() {
     let s = Server::start();
-    s.ok(&["create", "deployment", "web", "--image=kone.test/busybox:1", "--replicas=1"]);
-    s.ok(&["autoscale", "deployment", "web", "--min=2", "--max=4", "--cpu-percent=50"]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=kone.test/busybox:1",
+        "--replicas=1",
+    ]);
+    s.ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=4",
+        "--cpu-percent=50",
+    ]);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let hpa = loop {
@@ -50,7 +63,12 @@ fn autoscaler_honours_bounds_and_reports_missing_metrics() {
     );
     assert_eq!(hpa["status"]["desiredReplicas"], 2, "{hpa}");
 
-    let events = s.ok(&["get", "events", "--field-selector", "involvedObject.kind=HorizontalPodAutoscaler"]);
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=HorizontalPodAutoscaler",
+    ]);
     assert!(
         events.contains("New size: 2; reason: Current number of replicas below Spec.MinReplicas"),
         "{events}"
@@ -61,7 +79,10 @@ fn autoscaler_honours_bounds_and_reports_missing_metrics() {
     s.ok(&["scale", "deployment", "web", "--replicas=7"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while get(&s, &["get", "deployment", "web"])["spec"]["replicas"] != 4 {
-        assert!(Instant::now() < deadline, "never scaled down to maxReplicas");
+        assert!(
+            Instant::now() < deadline,
+            "never scaled down to maxReplicas"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }

@@ -44,14 +44,20 @@ fn deployment(s: &Server, name: &str, replicas: u32) {
     let manifest = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers: [{{name: c, image: kone.test/busybox:1}}]\n"
     );
-    assert_ok(&s.kubectl_stdin(None, &["apply", "-f", "-"], &manifest), "deployment");
+    assert_ok(
+        &s.kubectl_stdin(None, &["apply", "-f", "-"], &manifest),
+        "deployment",
+    );
 }
 
 fn budget(s: &Server, name: &str, app: &str, min_available: &str) {
     let manifest = format!(
         "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: {name}}}\nspec:\n  minAvailable: {min_available}\n  selector: {{matchLabels: {{app: {app}}}}}\n"
     );
-    assert_ok(&s.kubectl_stdin(None, &["apply", "-f", "-"], &manifest), "pdb");
+    assert_ok(
+        &s.kubectl_stdin(None, &["apply", "-f", "-"], &manifest),
+        "pdb",
+    );
 }
 
 async fn app_pods(client: &kube::Client, app: &str) -> Vec<Pod> {
@@ -114,7 +120,10 @@ async fn wait_running(client: &kube::Client, app: &str, node: &str, want: usize)
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "{want} {app} pods running on {node}");
+        assert!(
+            Instant::now() < deadline,
+            "{want} {app} pods running on {node}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -140,10 +149,7 @@ async fn wait_budget(client: &kube::Client, name: &str, f: impl Fn(&Value) -> bo
 
 /// POSTs an Eviction; the status code and the returned body.
 async fn evict(s: &Server, pod: &str, body_name: &str) -> (u16, Value) {
-    let url = format!(
-        "{}/api/v1/namespaces/default/pods/{pod}/eviction",
-        s.url()
-    );
+    let url = format!("{}/api/v1/namespaces/default/pods/{pod}/eviction", s.url());
     let body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
         "metadata": {"name": body_name, "namespace": "default"}});
     let resp = s
@@ -198,9 +204,17 @@ async fn eviction_spends_the_budget() {
             "message": "The disruption budget web-pdb needs 2 healthy pods and has 2 currently"})
     );
     let (code, status) = evict(&s, "missing", "missing").await;
-    assert_eq!((code, &status["reason"]), (404, &json!("NotFound")), "{status}");
+    assert_eq!(
+        (code, &status["reason"]),
+        (404, &json!("NotFound")),
+        "{status}"
+    );
     let (code, status) = evict(&s, &first, "other").await;
-    assert_eq!((code, &status["reason"]), (400, &json!("BadRequest")), "{status}");
+    assert_eq!(
+        (code, &status["reason"]),
+        (400, &json!("BadRequest")),
+        "{status}"
+    );
 
     budget(&s, "web-pdb", "web", "1");
     wait_budget(&client, "web-pdb", |st| st["disruptionsAllowed"] == 1).await;
@@ -214,7 +228,9 @@ async fn eviction_spends_the_budget() {
     wait_budget(&client, "web-pdb", |st| {
         st["currentHealthy"] == 1
             && st["disruptionsAllowed"] == 0
-            && st.get("disruptedPods").is_none_or(|d| d.as_object().is_none_or(|m| m.is_empty()))
+            && st
+                .get("disruptedPods")
+                .is_none_or(|d| d.as_object().is_none_or(|m| m.is_empty()))
     })
     .await;
     let (code, status) = evict(&s, &second, &second).await;
@@ -247,7 +263,10 @@ async fn drain_respects_the_budget_and_uncordon_lets_pods_back() {
         "--delete-emptydir-data",
         "--timeout=8s",
     ]);
-    assert!(!blocked.status.success(), "drain must not get past the budget");
+    assert!(
+        !blocked.status.success(),
+        "drain must not get past the budget"
+    );
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&blocked.stdout),

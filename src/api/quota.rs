@@ -331,7 +331,12 @@ pub fn in_scope(quota: &Value, plural_is_pods: bool, obj: &Value) -> bool {
 
 /// Upstream's pod constraint: with cpu or memory under quota, every
 /// container must state them. `Err` holds `must specify …`.
-pub fn pod_constraints(group: &str, plural: &str, tracked: &[&str], pod: &Value) -> Result<(), String> {
+pub fn pod_constraints(
+    group: &str,
+    plural: &str,
+    tracked: &[&str],
+    pod: &Value,
+) -> Result<(), String> {
     if !is_pods(group, plural) {
         return Ok(());
     }
@@ -421,12 +426,18 @@ mod tests {
             u["fast.storageclass.storage.k8s.io/requests.storage"].canonical(),
             "1Gi"
         );
-        assert_eq!(usage("", "configmaps", &json!({}))["configmaps"].canonical(), "1");
+        assert_eq!(
+            usage("", "configmaps", &json!({}))["configmaps"].canonical(),
+            "1"
+        );
         assert_eq!(
             pretty(&usage("apps", "deployments", &json!({}))),
             "count/deployments.apps=1"
         );
-        assert_eq!(counted_by("count/deployments.apps"), Some(("apps", "deployments")));
+        assert_eq!(
+            counted_by("count/deployments.apps"),
+            Some(("apps", "deployments"))
+        );
         assert_eq!(counted_by("count/pods"), Some(("", "pods")));
     }
 

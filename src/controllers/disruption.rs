@@ -69,7 +69,10 @@ async fn expected_scale(ctx: &Ctx, ns: &str, selected: &[Arc<Pod>]) -> Result<i3
     let mut total = 0i32;
     for pod in selected {
         let Some(mut owner) = pods::controller_of(&pod.metadata).cloned() else {
-            return Err(format!("found no controller ref for pod {:?}", pod.name_any()));
+            return Err(format!(
+                "found no controller ref for pod {:?}",
+                pod.name_any()
+            ));
         };
         if owner.kind == "ReplicaSet" && owner.api_version == "apps/v1" {
             let rs = ctx.sets.get(&ObjectRef::new(&owner.name).within(ns));
@@ -102,7 +105,12 @@ async fn expected_scale(ctx: &Ctx, ns: &str, selected: &[Arc<Pod>]) -> Result<i3
             Err(kube::Error::Api(e)) if e.code == 404 => return Err(no_controller()),
             Err(e) => return Err(e.to_string()),
         };
-        if scale.metadata.uid.as_deref().is_some_and(|u| u != owner.uid) {
+        if scale
+            .metadata
+            .uid
+            .as_deref()
+            .is_some_and(|u| u != owner.uid)
+        {
             return Err(no_controller());
         }
         total += scale.spec.and_then(|s| s.replicas).unwrap_or(0);
@@ -279,7 +287,11 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
         }
         let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
         match api
-            .patch_status(&pdb.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &pdb.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => {}

@@ -70,14 +70,20 @@ fn metric_failure(metric: &MetricSpec) -> (&'static str, String) {
             )
         }
         "Object" => {
-            let name = metric.object.as_ref().map_or("", |o| o.metric.name.as_str());
+            let name = metric
+                .object
+                .as_ref()
+                .map_or("", |o| o.metric.name.as_str());
             (
                 "FailedGetObjectMetric",
                 format!("unable to get metric {name}: unable to fetch metrics from custom metrics API: {missing}"),
             )
         }
         other => {
-            let name = metric.external.as_ref().map_or("", |e| e.metric.name.as_str());
+            let name = metric
+                .external
+                .as_ref()
+                .map_or("", |e| e.metric.name.as_str());
             (
                 if other == "External" {
                     "FailedGetExternalMetric"
@@ -102,7 +108,9 @@ fn metrics_of(hpa: &HorizontalPodAutoscaler) -> Vec<MetricSpec> {
     }
     let cpu = json!({"type": "Resource", "resource": {"name": "cpu",
         "target": {"type": "Utilization", "averageUtilization": 80}}});
-    serde_json::from_value(cpu).map(|m| vec![m]).unwrap_or_default()
+    serde_json::from_value(cpu)
+        .map(|m| vec![m])
+        .unwrap_or_default()
 }
 
 fn condition(
@@ -174,11 +182,18 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
     let scale = match scale {
         Ok(s) => s,
         Err(why) => {
-            let message = format!("the HPA controller was unable to get the target's current scale: {why}");
+            let message =
+                format!("the HPA controller was unable to get the target's current scale: {why}");
             ctx.recorder
                 .record(&*hpa, EventType::Warning, "FailedGetScale", &why)
                 .await;
-            conditions.push(condition(&hpa, "AbleToScale", false, "FailedGetScale", message));
+            conditions.push(condition(
+                &hpa,
+                "AbleToScale",
+                false,
+                "FailedGetScale",
+                message,
+            ));
             status.conditions = Some(conditions);
             write_status(&ctx, &hpa, &ns, status).await?;
             return Ok(Action::requeue(SYNC_PERIOD));

@@ -61,7 +61,12 @@ fn counted_kinds(hard: &[&str]) -> Vec<(String, String)> {
 }
 
 /// The namespace's objects of one kind, as JSON.
-async fn objects(client: &Client, ns: &str, group: &str, plural: &str) -> Result<Vec<Value>, Error> {
+async fn objects(
+    client: &Client,
+    ns: &str,
+    group: &str,
+    plural: &str,
+) -> Result<Vec<Value>, Error> {
     let Some(info) = registry::all()
         .into_iter()
         .find(|r| r.group == group && r.plural == plural && r.namespaced())
@@ -111,10 +116,17 @@ async fn reconcile(rq: Arc<ResourceQuota>, client: Arc<Client>) -> Result<Action
         return Ok(Action::requeue(RESYNC));
     }
     let old = serde_json::to_value(rq.status.clone().unwrap_or_default())?;
-    let mut patch = json!({"metadata": {"resourceVersion": rq.resource_version()}, "status": status});
+    let mut patch =
+        json!({"metadata": {"resourceVersion": rq.resource_version()}, "status": status});
     // A merge patch keeps names it does not mention: drop those the spec lost.
     for part in ["hard", "used"] {
-        for k in old.get(part).and_then(Value::as_object).into_iter().flatten().map(|(k, _)| k) {
+        for k in old
+            .get(part)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
             if !hard.contains_key(k) {
                 patch["status"][part][k] = Value::Null;
             }
@@ -122,12 +134,18 @@ async fn reconcile(rq: Arc<ResourceQuota>, client: Arc<Client>) -> Result<Action
     }
     let api: Api<ResourceQuota> = Api::namespaced((*client).clone(), &ns);
     match api
-        .patch_status(&rq.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &rq.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(Action::requeue(RESYNC)),
         // Charged by admission meanwhile: recount from the new state.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Action::requeue(Duration::from_millis(200))),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            Ok(Action::requeue(Duration::from_millis(200)))
+        }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::await_change()),
         Err(e) => Err(e.into()),
     }
@@ -168,7 +186,13 @@ mod tests {
     #[test]
     fn kinds_from_resource_names() {
         assert_eq!(
-            counted_kinds(&["pods", "requests.cpu", "count/deployments.apps", "services.nodeports", "secrets"]),
+            counted_kinds(&[
+                "pods",
+                "requests.cpu",
+                "count/deployments.apps",
+                "services.nodeports",
+                "secrets"
+            ]),
             vec![
                 (String::new(), "pods".to_string()),
                 ("apps".to_string(), "deployments".to_string()),

@@ -95,7 +95,13 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
 /// A Container item's default limit falls back to its max, its default
 /// request to the default limit, then to its min (SetDefaults_LimitRangeItem).
 fn default_limit_range_item(item: &mut Obj) {
-    for part in ["default", "defaultRequest", "max", "min", "maxLimitRequestRatio"] {
+    for part in [
+        "default",
+        "defaultRequest",
+        "max",
+        "min",
+        "maxLimitRequestRatio",
+    ] {
         if let Some(l) = obj_mut(item, part) {
             canonical_quantities(l);
         }
@@ -104,8 +110,14 @@ fn default_limit_range_item(item: &mut Obj) {
         return;
     }
     let from = |item: &Obj, part: &str| item.get(part).and_then(Value::as_object).cloned();
-    for (into, source) in [("default", "max"), ("defaultRequest", "default"), ("defaultRequest", "min")] {
-        let Some(source) = from(item, source) else { continue };
+    for (into, source) in [
+        ("default", "max"),
+        ("defaultRequest", "default"),
+        ("defaultRequest", "min"),
+    ] {
+        let Some(source) = from(item, source) else {
+            continue;
+        };
         if let Some(target) = ensure_obj(item, into) {
             for (k, v) in source {
                 target.entry(k).or_insert(v);

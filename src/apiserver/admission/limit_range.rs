@@ -69,7 +69,12 @@ pub async fn default(a: &Admitted<'_>, pod: &mut Value) -> ApiResult<bool> {
             continue;
         }
         for (part, into) in [("default", &mut limits), ("defaultRequest", &mut requests)] {
-            for (k, v) in item.get(part).and_then(Value::as_object).into_iter().flatten() {
+            for (k, v) in item
+                .get(part)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
                 into.insert(k.clone(), v.clone());
             }
         }
@@ -78,12 +83,19 @@ pub async fn default(a: &Admitted<'_>, pod: &mut Value) -> ApiResult<bool> {
         return Ok(false);
     }
     let mut notes = Vec::new();
-    for (key, label) in [("containers", "container"), ("initContainers", "init container")] {
+    for (key, label) in [
+        ("containers", "container"),
+        ("initContainers", "init container"),
+    ] {
         let Some(list) = pod["spec"].get_mut(key).and_then(Value::as_array_mut) else {
             continue;
         };
         for c in list {
-            let name = c.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = c
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let set_limits = fill(c, "limits", &limits);
             let set_requests = fill(c, "requests", &requests);
             for (set, what) in [(set_requests, "request"), (set_limits, "limit")] {
@@ -102,11 +114,18 @@ pub async fn default(a: &Admitted<'_>, pod: &mut Value) -> ApiResult<bool> {
     if !meta["annotations"].is_object() {
         meta["annotations"] = json!({});
     }
-    meta["annotations"][ANNOTATION] = json!(format!("LimitRanger plugin set: {}", notes.join("; ")));
+    meta["annotations"][ANNOTATION] =
+        json!(format!("LimitRanger plugin set: {}", notes.join("; ")));
     Ok(true)
 }
 
-fn min_constraint(kind: &str, res: &str, min: &Quantity, req: &Usage, lim: &Usage) -> Option<String> {
+fn min_constraint(
+    kind: &str,
+    res: &str,
+    min: &Quantity,
+    req: &Usage,
+    lim: &Usage,
+) -> Option<String> {
     let m = min.canonical();
     match (req.get(res), lim.get(res)) {
         (None, _) => Some(format!(
@@ -124,7 +143,13 @@ fn min_constraint(kind: &str, res: &str, min: &Quantity, req: &Usage, lim: &Usag
     }
 }
 
-fn max_constraint(kind: &str, res: &str, max: &Quantity, req: &Usage, lim: &Usage) -> Option<String> {
+fn max_constraint(
+    kind: &str,
+    res: &str,
+    max: &Quantity,
+    req: &Usage,
+    lim: &Usage,
+) -> Option<String> {
     let m = max.canonical();
     match (req.get(res), lim.get(res)) {
         (_, None) => Some(format!(
@@ -157,7 +182,13 @@ fn max_request_constraint(kind: &str, res: &str, max: &Quantity, req: &Usage) ->
     }
 }
 
-fn ratio_constraint(kind: &str, res: &str, ratio: &Quantity, req: &Usage, lim: &Usage) -> Option<String> {
+fn ratio_constraint(
+    kind: &str,
+    res: &str,
+    ratio: &Quantity,
+    req: &Usage,
+    lim: &Usage,
+) -> Option<String> {
     let r = ratio.canonical();
     let Some(request) = req.get(res).filter(|q| !q.is_zero()) else {
         return Some(format!(
@@ -197,7 +228,12 @@ fn pod_totals(pod: &Value) -> (Usage, Usage) {
     };
     let to_usage = |r: crate::scheduler::resources::Resources| -> Usage {
         r.into_iter()
-            .map(|(k, n)| (k, Quantity::from_nanos(n, crate::api::quantity::Format::DecimalSI)))
+            .map(|(k, n)| {
+                (
+                    k,
+                    Quantity::from_nanos(n, crate::api::quantity::Format::DecimalSI),
+                )
+            })
             .collect()
     };
     totals.0 = to_usage(crate::scheduler::resources::pod_requests(&spec));
@@ -217,10 +253,13 @@ pub async fn check(a: &Admitted<'_>, obj: &Value) -> ApiResult<()> {
         let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
         match kind {
             "Container" if is_pod => {
-                for c in ["containers", "initContainers"]
-                    .iter()
-                    .flat_map(|k| obj["spec"].get(*k).and_then(Value::as_array).into_iter().flatten())
-                {
+                for c in ["containers", "initContainers"].iter().flat_map(|k| {
+                    obj["spec"]
+                        .get(*k)
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                }) {
                     let req = list(c.pointer("/resources/requests"));
                     let lim = list(c.pointer("/resources/limits"));
                     bounds(&item, kind, &req, &lim, &mut errs);
@@ -256,7 +295,12 @@ mod tests {
     fn u(pairs: &[(&str, &str)]) -> Usage {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), crate::api::quantity::parse_quantity(v).expect("q")))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    crate::api::quantity::parse_quantity(v).expect("q"),
+                )
+            })
             .collect()
     }
 
@@ -264,7 +308,13 @@ mod tests {
     fn upstream_messages() {
         let q = |s| crate::api::quantity::parse_quantity(s).expect("q");
         assert_eq!(
-            max_constraint("Container", "cpu", &q("1"), &u(&[("cpu", "500m")]), &u(&[("cpu", "2")])),
+            max_constraint(
+                "Container",
+                "cpu",
+                &q("1"),
+                &u(&[("cpu", "500m")]),
+                &u(&[("cpu", "2")])
+            ),
             Some("maximum cpu usage per Container is 1, but limit is 2".into())
         );
         assert_eq!(
@@ -272,15 +322,36 @@ mod tests {
             Some("maximum memory usage per Container is 1Gi.  No limit is specified".into())
         );
         assert_eq!(
-            min_constraint("Container", "cpu", &q("100m"), &u(&[("cpu", "50m")]), &u(&[])),
+            min_constraint(
+                "Container",
+                "cpu",
+                &q("100m"),
+                &u(&[("cpu", "50m")]),
+                &u(&[])
+            ),
             Some("minimum cpu usage per Container is 100m, but request is 50m".into())
         );
         assert_eq!(
-            ratio_constraint("Container", "cpu", &q("2"), &u(&[("cpu", "100m")]), &u(&[("cpu", "500m")])),
-            Some("cpu max limit to request ratio per Container is 2, but provided ratio is 5.000000".into())
+            ratio_constraint(
+                "Container",
+                "cpu",
+                &q("2"),
+                &u(&[("cpu", "100m")]),
+                &u(&[("cpu", "500m")])
+            ),
+            Some(
+                "cpu max limit to request ratio per Container is 2, but provided ratio is 5.000000"
+                    .into()
+            )
         );
         assert_eq!(
-            ratio_constraint("Container", "cpu", &q("2"), &u(&[("cpu", "100m")]), &u(&[("cpu", "200m")])),
+            ratio_constraint(
+                "Container",
+                "cpu",
+                &q("2"),
+                &u(&[("cpu", "100m")]),
+                &u(&[("cpu", "200m")])
+            ),
             None
         );
     }
@@ -288,9 +359,18 @@ mod tests {
     #[test]
     fn fill_sets_only_missing_names() {
         let mut c = json!({"name": "c", "resources": {"limits": {"cpu": "2"}}});
-        let defaults: BTreeMap<String, Value> =
-            [("cpu".to_string(), json!("1")), ("memory".to_string(), json!("1Gi"))].into();
-        assert_eq!(fill(&mut c, "limits", &defaults), vec!["memory".to_string()]);
-        assert_eq!(c["resources"]["limits"], json!({"cpu": "2", "memory": "1Gi"}));
+        let defaults: BTreeMap<String, Value> = [
+            ("cpu".to_string(), json!("1")),
+            ("memory".to_string(), json!("1Gi")),
+        ]
+        .into();
+        assert_eq!(
+            fill(&mut c, "limits", &defaults),
+            vec!["memory".to_string()]
+        );
+        assert_eq!(
+            c["resources"]["limits"],
+            json!({"cpu": "2", "memory": "1Gi"})
+        );
     }
 }

@@ -123,7 +123,10 @@ mod tests {
             pick(&classes, ""),
             Some(("lower-default".into(), 3, DEFAULT_PREEMPTION.into()))
         );
-        assert_eq!(pick(&[], ""), Some((String::new(), 0, DEFAULT_PREEMPTION.into())));
+        assert_eq!(
+            pick(&[], ""),
+            Some((String::new(), 0, DEFAULT_PREEMPTION.into()))
+        );
         assert_eq!(pick(&classes, "missing"), None);
         assert_eq!(
             pick(&[], "system-node-critical").map(|p| p.1),

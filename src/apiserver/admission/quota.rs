@@ -35,7 +35,12 @@ fn mask(u: &Usage, keys: &[&String]) -> Usage {
 
 /// The quota with the new object charged, None if it does not concern
 /// the object, or why the object may not be created.
-fn charge_one(a: &Admitted<'_>, rq: &Value, obj: &Value, delta: &Usage) -> ApiResult<Option<Value>> {
+fn charge_one(
+    a: &Admitted<'_>,
+    rq: &Value,
+    obj: &Value,
+    delta: &Usage,
+) -> ApiResult<Option<Value>> {
     let (group, plural) = (a.info.group, a.info.plural);
     if !quota::in_scope(rq, plural == "pods" && group.is_empty(), obj) {
         return Ok(None);
@@ -95,7 +100,8 @@ pub async fn charge(a: &Admitted<'_>, obj: &Value) -> ApiResult<()> {
     }
     let mut done: HashSet<String> = HashSet::new();
     for _ in 0..ATTEMPTS {
-        let (info, quotas) = list_in(a.state, "", "v1", "resourcequotas", Some(a.namespace)).await?;
+        let (info, quotas) =
+            list_in(a.state, "", "v1", "resourcequotas", Some(a.namespace)).await?;
         let mut writes = Vec::new();
         for (rq, rev) in &quotas {
             let name = object::name(rq).unwrap_or("").to_string();

@@ -29,8 +29,10 @@ pub fn admit(pod: &mut Value) {
     };
     for key in [NOT_READY, UNREACHABLE] {
         if !list.iter().any(|t| covers(t, key)) {
-            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute",
-                "tolerationSeconds": DEFAULT_SECONDS}));
+            list.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_SECONDS}),
+            );
         }
     }
 }

@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use super::read::render_one;
 use super::update::{record_fields, Fields};
 use super::Request;
+use crate::apiserver::admission::plugins::{self, Admitted};
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{ApiError, ApiResult};
-use crate::apiserver::admission::plugins::{self, Admitted};
 use crate::apiserver::{admit, body, custom, lifecycle};
 
 pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {

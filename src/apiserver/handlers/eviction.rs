@@ -101,7 +101,10 @@ fn spend(pdb: &Value, typed: &PodDisruptionBudget, pod: &str) -> ApiResult<Value
     }
     if left == 0 {
         if let Some(conds) = new["status"]["conditions"].as_array_mut() {
-            for c in conds.iter_mut().filter(|c| c["type"] == "DisruptionAllowed") {
+            for c in conds
+                .iter_mut()
+                .filter(|c| c["type"] == "DisruptionAllowed")
+            {
                 if c["status"] != "False" {
                     c["lastTransitionTime"] = json!(now);
                 }
@@ -289,7 +292,9 @@ mod tests {
     #[test]
     fn pending_finished_and_deleting_pods_ignore_budgets() {
         assert!(can_ignore_budget(&json!({"status": {"phase": "Pending"}})));
-        assert!(can_ignore_budget(&json!({"status": {"phase": "Succeeded"}})));
+        assert!(can_ignore_budget(
+            &json!({"status": {"phase": "Succeeded"}})
+        ));
         assert!(can_ignore_budget(
             &json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z"}, "status": {"phase": "Running"}})
         ));
