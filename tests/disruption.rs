@@ -164,14 +164,21 @@ async fn evict(s: &Server, pod: &str, body_name: &str) -> (u16, Value) {
     (code, resp.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn eviction_spends_the_budget() {
+/// A server with two Ready pods of Deployment `web` on fake node n1, under
+/// budget `web-pdb` with minAvailable 2.
+async fn guarded_pair() -> (Server, kube::Client) {
     let s = server();
     let client = s.client().await;
     add_node(&client, "n1").await;
     deployment(&s, "web", 2);
     wait_running(&client, "web", "n1", 2).await;
     budget(&s, "web-pdb", "web", "2");
+    (s, client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eviction_spends_the_budget() {
+    let (s, client) = guarded_pair().await;
     let pdb = wait_budget(&client, "web-pdb", |st| {
         st["currentHealthy"] == 2 && st["desiredHealthy"] == 2 && st["expectedPods"] == 2
     })
@@ -248,12 +255,7 @@ async fn eviction_spends_the_budget() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drain_respects_the_budget_and_uncordon_lets_pods_back() {
-    let s = server();
-    let client = s.client().await;
-    add_node(&client, "n1").await;
-    deployment(&s, "web", 2);
-    wait_running(&client, "web", "n1", 2).await;
-    budget(&s, "web-pdb", "web", "2");
+    let (s, client) = guarded_pair().await;
     wait_budget(&client, "web-pdb", |st| st["currentHealthy"] == 2).await;
 
     let blocked = s.kubectl(&[

@@ -119,66 +119,63 @@ pub async fn default(a: &Admitted<'_>, pod: &mut Value) -> ApiResult<bool> {
     Ok(true)
 }
 
-fn min_constraint(
+/// Which end of a range a bound is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Min,
+    Max,
+}
+
+/// Upstream's min/max constraints: `required` (the request for a
+/// minimum, the limit for a maximum; a claim's request either way) must
+/// be stated, and neither it nor `other` may lie beyond the bound.
+fn bound_constraint(
     kind: &str,
     res: &str,
-    min: &Quantity,
+    end: End,
+    bound: &Quantity,
+    required: (&str, Option<&Quantity>),
+    other: (&str, Option<&Quantity>),
+) -> Option<String> {
+    let word = match end {
+        End::Min => "minimum",
+        End::Max => "maximum",
+    };
+    let b = bound.canonical();
+    if required.1.is_none() {
+        return Some(format!(
+            "{word} {res} usage per {kind} is {b}.  No {} is specified",
+            required.0
+        ));
+    }
+    let beyond = |q: &&Quantity| match end {
+        End::Min => *q < bound,
+        End::Max => *q > bound,
+    };
+    [required, other].into_iter().find_map(|(name, q)| {
+        q.filter(beyond).map(|q| {
+            format!(
+                "{word} {res} usage per {kind} is {b}, but {name} is {}",
+                q.canonical()
+            )
+        })
+    })
+}
+
+/// A container's or pod's requests and limits against one bound.
+fn container_bound(
+    kind: &str,
+    res: &str,
+    end: End,
+    bound: &Quantity,
     req: &Usage,
     lim: &Usage,
 ) -> Option<String> {
-    let m = min.canonical();
-    match (req.get(res), lim.get(res)) {
-        (None, _) => Some(format!(
-            "minimum {res} usage per {kind} is {m}.  No request is specified"
-        )),
-        (Some(r), _) if r < min => Some(format!(
-            "minimum {res} usage per {kind} is {m}, but request is {}",
-            r.canonical()
-        )),
-        (_, Some(l)) if l < min => Some(format!(
-            "minimum {res} usage per {kind} is {m}, but limit is {}",
-            l.canonical()
-        )),
-        _ => None,
-    }
-}
-
-fn max_constraint(
-    kind: &str,
-    res: &str,
-    max: &Quantity,
-    req: &Usage,
-    lim: &Usage,
-) -> Option<String> {
-    let m = max.canonical();
-    match (req.get(res), lim.get(res)) {
-        (_, None) => Some(format!(
-            "maximum {res} usage per {kind} is {m}.  No limit is specified"
-        )),
-        (_, Some(l)) if l > max => Some(format!(
-            "maximum {res} usage per {kind} is {m}, but limit is {}",
-            l.canonical()
-        )),
-        (Some(r), _) if r > max => Some(format!(
-            "maximum {res} usage per {kind} is {m}, but request is {}",
-            r.canonical()
-        )),
-        _ => None,
-    }
-}
-
-/// Claims state only requests: the max bounds what they ask.
-fn max_request_constraint(kind: &str, res: &str, max: &Quantity, req: &Usage) -> Option<String> {
-    let m = max.canonical();
-    match req.get(res) {
-        None => Some(format!(
-            "maximum {res} usage per {kind} is {m}.  No request is specified"
-        )),
-        Some(r) if r > max => Some(format!(
-            "maximum {res} usage per {kind} is {m}, but request is {}",
-            r.canonical()
-        )),
-        _ => None,
+    let request = ("request", req.get(res));
+    let limit = ("limit", lim.get(res));
+    match end {
+        End::Min => bound_constraint(kind, res, end, bound, request, limit),
+        End::Max => bound_constraint(kind, res, end, bound, limit, request),
     }
 }
 
@@ -208,11 +205,10 @@ fn ratio_constraint(
 
 /// What one item's bounds say about requests `req` and limits `lim`.
 fn bounds(item: &Value, kind: &str, req: &Usage, lim: &Usage, errs: &mut Vec<String>) {
-    for (k, v) in list(item.get("min")) {
-        errs.extend(min_constraint(kind, &k, &v, req, lim));
-    }
-    for (k, v) in list(item.get("max")) {
-        errs.extend(max_constraint(kind, &k, &v, req, lim));
+    for (part, end) in [("min", End::Min), ("max", End::Max)] {
+        for (k, v) in list(item.get(part)) {
+            errs.extend(container_bound(kind, &k, end, &v, req, lim));
+        }
     }
     for (k, v) in list(item.get("maxLimitRequestRatio")) {
         errs.extend(ratio_constraint(kind, &k, &v, req, lim));
@@ -270,12 +266,20 @@ pub async fn check(a: &Admitted<'_>, obj: &Value) -> ApiResult<()> {
                 bounds(&item, kind, &req, &lim, &mut errs);
             }
             "PersistentVolumeClaim" if is_claim => {
+                // Claims state only requests; both ends bound them.
                 let req = list(obj.pointer("/spec/resources/requests"));
-                for (k, v) in list(item.get("min")) {
-                    errs.extend(min_constraint(kind, &k, &v, &req, &Usage::new()));
-                }
-                for (k, v) in list(item.get("max")) {
-                    errs.extend(max_request_constraint(kind, &k, &v, &req));
+                for (part, end) in [("min", End::Min), ("max", End::Max)] {
+                    for (k, v) in list(item.get(part)) {
+                        let request = ("request", req.get(&k));
+                        errs.extend(bound_constraint(
+                            kind,
+                            &k,
+                            end,
+                            &v,
+                            request,
+                            ("limit", None),
+                        ));
+                    }
                 }
             }
             _ => {}
@@ -308,9 +312,10 @@ mod tests {
     fn upstream_messages() {
         let q = |s| crate::api::quantity::parse_quantity(s).expect("q");
         assert_eq!(
-            max_constraint(
+            container_bound(
                 "Container",
                 "cpu",
+                End::Max,
                 &q("1"),
                 &u(&[("cpu", "500m")]),
                 &u(&[("cpu", "2")])
@@ -318,18 +323,34 @@ mod tests {
             Some("maximum cpu usage per Container is 1, but limit is 2".into())
         );
         assert_eq!(
-            max_constraint("Container", "memory", &q("1Gi"), &u(&[]), &u(&[])),
+            container_bound("Container", "memory", End::Max, &q("1Gi"), &u(&[]), &u(&[])),
             Some("maximum memory usage per Container is 1Gi.  No limit is specified".into())
         );
         assert_eq!(
-            min_constraint(
+            container_bound(
                 "Container",
                 "cpu",
+                End::Min,
                 &q("100m"),
                 &u(&[("cpu", "50m")]),
                 &u(&[])
             ),
             Some("minimum cpu usage per Container is 100m, but request is 50m".into())
+        );
+        let claim = ("request", None);
+        assert_eq!(
+            bound_constraint(
+                "PersistentVolumeClaim",
+                "storage",
+                End::Max,
+                &q("1Gi"),
+                claim,
+                ("limit", None)
+            ),
+            Some(
+                "maximum storage usage per PersistentVolumeClaim is 1Gi.  No request is specified"
+                    .into()
+            )
         );
         assert_eq!(
             ratio_constraint(
