@@ -104,6 +104,21 @@ pub async fn admit(a: &Admitted<'_>, pod: &mut Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// An update keeps the priority create resolved when it leaves it out
+/// (validation refuses any other change).
+pub fn carry_on_update(new: &mut Value, old: &Value) {
+    for field in ["priority", "preemptionPolicy"] {
+        let missing = new
+            .pointer(&format!("/spec/{field}"))
+            .is_none_or(Value::is_null);
+        if let Some(v) = old.pointer(&format!("/spec/{field}")).filter(|_| missing) {
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert(field.into(), v.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +147,14 @@ mod tests {
             pick(&[], "system-node-critical").map(|p| p.1),
             Some(2_000_001_000)
         );
+    }
+
+    #[test]
+    fn updates_keep_the_resolved_priority() {
+        let old = json!({"spec": {"priority": 1000, "preemptionPolicy": "Never"}});
+        let mut new = json!({"spec": {"containers": []}});
+        carry_on_update(&mut new, &old);
+        assert_eq!(new["spec"]["priority"], 1000);
+        assert_eq!(new["spec"]["preemptionPolicy"], "Never");
     }
 }
