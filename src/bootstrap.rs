@@ -1,11 +1,12 @@
-//! What a fresh cluster has: the system namespaces and the `kubernetes`
-//! Service with its Endpoints and EndpointSlice. Written through the API
-//! like any client.
+//! What a fresh cluster has: the system namespaces, the `kubernetes`
+//! Service with its Endpoints and EndpointSlice, and the system
+//! PriorityClasses. Written through the API like any client.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -59,6 +60,15 @@ pub async fn ensure(
         json!([s.address_type, s.endpoints, s.ports, s.metadata.labels])
     })
     .await?;
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    for (name, value, description) in crate::apiserver::admission::priority::SYSTEM_CLASSES {
+        let class: PriorityClass = serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "value": value,
+            "description": description,
+        }))?;
+        create_if_missing(&classes, &class).await?;
+    }
     Ok(())
 }
 

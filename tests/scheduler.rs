@@ -278,9 +278,22 @@ fn selectors_anti_affinity_and_preemption() {
     );
 
     // Fill the node with a low-priority pod; a higher one preempts it.
-    apply(&s, &pod_manifest("low", "1500m", "  priority: 10\n"));
+    // Priority admission resolves spec.priority from the classes.
+    for (class, value) in [("low", 10), ("high", 1000)] {
+        apply(
+            &s,
+            &format!("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {{name: {class}}}\nvalue: {value}\n"),
+        );
+    }
+    apply(
+        &s,
+        &pod_manifest("low", "1500m", "  priorityClassName: low\n"),
+    );
     assert_eq!(wait_bound(&s, "low"), "n1");
-    apply(&s, &pod_manifest("high", "1500m", "  priority: 1000\n"));
+    apply(
+        &s,
+        &pod_manifest("high", "1500m", "  priorityClassName: high\n"),
+    );
     wait_for("low preempted", Duration::from_secs(30), || {
         let out = s.kubectl(&["get", "pod", "low", "-o", "json"]);
         let gone = !out.status.success();

@@ -3,4 +3,5 @@ pub mod crd;
 pub mod fields;
 pub mod labels;
 pub mod quantity;
+pub mod quota;
 pub mod registry;

@@ -206,6 +206,11 @@ impl Quantity {
         }
     }
 
+    /// An exact amount in billionths of a unit, spelled in `format`.
+    pub fn from_nanos(nanos: i128, format: Format) -> Quantity {
+        Quantity { nanos, format }
+    }
+
     /// Thousandths of a unit (CPU millicores).
     pub fn from_milli(milli: i64) -> Quantity {
         Quantity {

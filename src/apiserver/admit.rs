@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::api::registry::ResourceInfo;
-use crate::apiserver::admission::{defaults, validation};
+use crate::apiserver::admission::{defaults, priority, tolerations, validation};
 use crate::apiserver::query::{FieldValidation, Query};
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::typed;
@@ -113,6 +113,12 @@ pub fn default_and_validate_update(
     new: &mut Value,
     old: &Value,
 ) -> ApiResult<()> {
+    if info.group.is_empty() && info.kind == "Pod" && info.custom.is_none() {
+        // The update half of the Priority and DefaultTolerationSeconds
+        // plugins: what create added is kept (or added again).
+        priority::carry_on_update(new, old);
+        tolerations::admit(new);
+    }
     defaults::apply_defaults(info.group, info.kind, new);
     custom::apply_defaults(info, new);
     let mut errors = validation::validate_update(info.group, info.kind, new, old);

@@ -183,6 +183,12 @@ impl ApiError {
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
+        if self.reason.is_empty() {
+            // Go's omitempty: some upstream errors carry only a message.
+            if let Some(o) = s.as_object_mut() {
+                o.remove("reason");
+            }
+        }
         s
     }
 }
@@ -224,6 +230,19 @@ impl IntoResponse for ApiError {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = self.to_status().to_string();
         let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        // Upstream's hint for well-behaved clients; client-go waits and
+        // retries on its own when it sees it.
+        if let Some(secs) = self
+            .details
+            .as_ref()
+            .and_then(|d| d.get("retryAfterSeconds"))
+            .and_then(Value::as_u64)
+            .filter(|s| *s > 0)
+        {
+            if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
         if self.code == 413 {
             // The rest of the body is not read: the connection cannot carry
             // another request.

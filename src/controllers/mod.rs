@@ -2,6 +2,7 @@
 pub mod crd;
 pub mod cronjob;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod events;
 pub mod expectations;
@@ -13,8 +14,10 @@ pub mod namespace;
 pub mod namespace_defaults;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podautoscaler;
 pub mod pods;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod tainteviction;
 
 use ipnet::Ipv4Net;
@@ -60,7 +63,10 @@ pub fn start(client: Client, settings: Settings) {
         loops.spawn(replicaset::run(informers.clone()));
         loops.spawn(deployment::run(informers.clone()));
         loops.spawn(job::run(informers.clone()));
-        loops.spawn(cronjob::run(informers));
+        loops.spawn(cronjob::run(informers.clone()));
+        loops.spawn(disruption::run(informers.clone()));
+        loops.spawn(resourcequota::run(informers.clone()));
+        loops.spawn(podautoscaler::run(informers));
     }));
     tokio::spawn(scheduler.run(move |loops| {
         loops.spawn(crate::scheduler::run(informers.clone()));

@@ -36,7 +36,8 @@ fn namespaced_kinds() -> Vec<Arc<ResourceInfo>> {
     out
 }
 
-fn api_resource(info: &ResourceInfo) -> ApiResource {
+/// The kube-rs description of a served kind, for dynamic clients.
+pub fn api_resource(info: &ResourceInfo) -> ApiResource {
     ApiResource {
         group: info.group.to_string(),
         version: info.version.to_string(),

@@ -56,6 +56,14 @@ pub fn pod_requests(spec: &PodSpec) -> Resources {
     pod_requests_with(spec, requests_of)
 }
 
+/// The pod's effective limits, combined as its requests are (what quota
+/// charges for `limits.*`).
+pub fn pod_limits(spec: &PodSpec) -> Resources {
+    pod_requests_with(spec, |c| {
+        from_map(c.resources.as_ref().and_then(|r| r.limits.as_ref()))
+    })
+}
+
 /// Requests with upstream's scoring defaults for containers that set no
 /// cpu or memory request, so empty pods still spread.
 pub fn pod_requests_non_zero(spec: &PodSpec) -> Resources {

@@ -76,6 +76,9 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
                 default(o, "volumeBindingMode", json!("Immediate"));
             }
         }
+        ("", "LimitRange") => with_spec(obj, |spec| {
+            each_obj_mut(spec, "limits", default_limit_range_item)
+        }),
         ("", "ResourceQuota") => with_spec(obj, |spec| {
             if let Some(h) = obj_mut(spec, "hard") {
                 canonical_quantities(h);
@@ -87,6 +90,40 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         _ => {}
     }
     apply_status_defaults(group, kind, obj);
+}
+
+/// A Container item's default limit falls back to its max, its default
+/// request to the default limit, then to its min (SetDefaults_LimitRangeItem).
+fn default_limit_range_item(item: &mut Obj) {
+    for part in [
+        "default",
+        "defaultRequest",
+        "max",
+        "min",
+        "maxLimitRequestRatio",
+    ] {
+        if let Some(l) = obj_mut(item, part) {
+            canonical_quantities(l);
+        }
+    }
+    if item.get("type").and_then(Value::as_str) != Some("Container") {
+        return;
+    }
+    let from = |item: &Obj, part: &str| item.get(part).and_then(Value::as_object).cloned();
+    for (into, source) in [
+        ("default", "max"),
+        ("defaultRequest", "default"),
+        ("defaultRequest", "min"),
+    ] {
+        let Some(source) = from(item, source) else {
+            continue;
+        };
+        if let Some(target) = ensure_obj(item, into) {
+            for (k, v) in source {
+                target.entry(k).or_insert(v);
+            }
+        }
+    }
 }
 
 fn with_spec(obj: &mut Value, f: impl FnOnce(&mut Obj)) {

@@ -1,6 +1,7 @@
 //! Defaults for pod specs, as upstream's v1 defaulters set them. A Pod
 //! gets a few more than a pod template: those come from Pod-only
-//! defaulters and admission plugins (ServiceAccount, Priority) upstream,
+//! defaulters and the ServiceAccount admission plugin upstream (Priority
+//! is an admission plugin here too: `priority.rs`),
 //! so a Deployment's template does not show them.
 
 use serde_json::{json, Value};
@@ -93,22 +94,6 @@ fn default_pod_only(spec: &mut Obj) {
     if sa.is_empty() {
         spec.insert("serviceAccountName".into(), json!("default"));
         spec.insert("serviceAccount".into(), json!("default"));
-    }
-    // Priority admission: the built-in classes are known here; a custom
-    // class needs a lookup the API server does.
-    let class = spec
-        .get("priorityClassName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let priority = match class {
-        "" => Some(0),
-        "system-node-critical" => Some(2_000_001_000),
-        "system-cluster-critical" => Some(2_000_000_000),
-        _ => None,
-    };
-    if let Some(p) = priority {
-        default(spec, "priority", json!(p));
-        default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     }
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     for list in ["containers", "initContainers"] {
@@ -346,9 +331,7 @@ mod tests {
                 "schedulerName": "default-scheduler",
                 "enableServiceLinks": true,
                 "serviceAccountName": "default",
-                "serviceAccount": "default",
-                "priority": 0,
-                "preemptionPolicy": "PreemptLowerPriority"
+                "serviceAccount": "default"
             })
         );
         assert_eq!(

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::read::render_one;
 use super::update::{record_fields, Fields};
 use super::Request;
+use crate::apiserver::admission::plugins::{self, Admitted};
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::{admit, body, custom, lifecycle};
@@ -54,10 +55,12 @@ pub async fn create_object(
         None
     };
 
-    if object::name(&obj).is_none() {
-        let generate = object::meta_str(&obj, "generateName")
-            .unwrap_or("")
-            .to_string();
+    let generate_name = object::meta_str(&obj, "generateName")
+        .unwrap_or("")
+        .to_string();
+    let generated = object::name(&obj).is_none();
+    if generated {
+        let generate = &generate_name;
         if generate.is_empty() {
             let errors = [crate::apiserver::admission::validation::FieldError {
                 field: "metadata.name".into(),
@@ -77,6 +80,19 @@ pub async fn create_object(
 
     lifecycle::prepare_create(info, &mut obj);
     admit::default_and_validate_create(info, &mut obj)?;
+    if let Some(ns) = &namespace {
+        let plugins = Admitted {
+            state: req.state,
+            info,
+            namespace: ns,
+            shown_name: if generated { &generate_name } else { &name },
+            dry_run: req.query.dry_run()?,
+        };
+        plugins::admit_create(&plugins, &mut obj, |o| {
+            admit::default_and_validate_create(info, o)
+        })
+        .await?;
+    }
     record_fields(req, None, &mut obj, fields)?;
 
     let held = if info.kind == "Service" && info.group.is_empty() {

@@ -17,10 +17,10 @@ use crate::apiserver::{body, ipalloc};
 
 /// The parts of DeleteOptions this server acts on.
 #[derive(Debug, Default, Clone)]
-struct DeleteOptions {
+pub(super) struct DeleteOptions {
     grace_period: Option<i64>,
     precondition_uid: Option<String>,
-    precondition_rv: Option<String>,
+    pub(super) precondition_rv: Option<String>,
     policy: Option<Propagation>,
 }
 
@@ -37,39 +37,7 @@ fn options(req: &Request<'_>, bytes: &[u8]) -> ApiResult<DeleteOptions> {
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         let v: Value = serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
-        opts.grace_period = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-        opts.precondition_uid = v
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(String::from);
-        opts.precondition_rv = v
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(String::from);
-        if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
-            opts.policy = Some(if orphan {
-                Propagation::Orphan
-            } else {
-                Propagation::Background
-            });
-        }
-        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
-            if v.get("orphanDependents").is_some_and(|o| !o.is_null()) {
-                return Err(ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("propagationPolicy: Invalid value: {p:?}: orphanDependents and deletionPropagation cannot be both set"),
-                ));
-            }
-            opts.policy = Some(check_policy(p)?);
-        }
-        if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
-            if d.iter().any(|x| x.as_str() != Some("All")) {
-                return Err(ApiError::bad_request(
-                    "Invalid dry run value. Only \"All\" is allowed",
-                ));
-            }
-        }
+        opts = options_from(&v)?;
     }
     if let Some(g) = req.query.get("gracePeriodSeconds") {
         opts.grace_period = Some(
@@ -86,6 +54,48 @@ fn options(req: &Request<'_>, bytes: &[u8]) -> ApiResult<DeleteOptions> {
     }
     if let Some(p) = req.query.get("propagationPolicy") {
         opts.policy = Some(check_policy(p)?);
+    }
+    Ok(opts)
+}
+
+/// DeleteOptions given as an object (a DELETE body, an Eviction's
+/// deleteOptions).
+pub(super) fn options_from(v: &Value) -> ApiResult<DeleteOptions> {
+    let mut opts = DeleteOptions {
+        grace_period: v.get("gracePeriodSeconds").and_then(Value::as_i64),
+        precondition_uid: v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        precondition_rv: v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from),
+        policy: None,
+    };
+    if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
+        opts.policy = Some(if orphan {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        });
+    }
+    if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+        if v.get("orphanDependents").is_some_and(|o| !o.is_null()) {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("propagationPolicy: Invalid value: {p:?}: orphanDependents and deletionPropagation cannot be both set"),
+            ));
+        }
+        opts.policy = Some(check_policy(p)?);
+    }
+    if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
+        if d.iter().any(|x| x.as_str() != Some("All")) {
+            return Err(ApiError::bad_request(
+                "Invalid dry run value. Only \"All\" is allowed",
+            ));
+        }
     }
     Ok(opts)
 }
@@ -112,7 +122,7 @@ pub async fn delete(req: Request<'_>, body: Body) -> ApiResult<Response> {
 }
 
 /// Delete one object: mark it (finalizers, graceful pods) or remove it.
-async fn delete_one(
+pub(super) async fn delete_one(
     req: &Request<'_>,
     name: &str,
     opts: &DeleteOptions,

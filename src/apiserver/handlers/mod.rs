@@ -3,6 +3,7 @@
 mod binding;
 mod create;
 mod delete;
+mod eviction;
 mod kubelet;
 mod patch;
 mod podlog;
@@ -134,6 +135,9 @@ pub async fn dispatch(
         (Method::PUT, Some("finalize"), true) => update::put(req, body).await,
         (Method::POST, Some("binding"), true) if info.kind == "Pod" && info.custom.is_none() => {
             binding::create(req, body).await
+        }
+        (Method::POST, Some("eviction"), true) if info.kind == "Pod" && info.custom.is_none() => {
+            eviction::create(req, body).await
         }
         (Method::GET, Some("log"), true) if info.kind == "Pod" && info.custom.is_none() => {
             podlog::get(req).await
