@@ -103,7 +103,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         app.clone(),
         client::controller_user("kube-controller-manager"),
     );
-    controllers::start(controllers, ident.server_ca_pem.clone());
+    controllers::start(
+        controllers,
+        ident.server_ca_pem.clone(),
+        args.data_dir.join("storage"),
+    );
 
     if !args.disable_agent {
         let node_client = client::in_process(app.clone(), node_user(&node_name(&args)));

@@ -42,25 +42,12 @@ struct Ctx {
     recorder: Recorder,
 }
 
-/// A template's hash as upstream spells it: FNV-1a over the template (and
-/// the collision count), its decimal digits mapped to safe characters.
+/// A template's hash as upstream spells it (see `revisions::safe_hash`).
 pub fn template_hash(template: &PodTemplateSpec, collisions: Option<i32>) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u32::from(*b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-    };
-    feed(&serde_json::to_vec(template).unwrap_or_default());
-    if let Some(c) = collisions {
-        feed(&c.to_le_bytes());
-    }
-    const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    h.to_string()
-        .bytes()
-        .map(|b| SAFE[usize::from(b) % SAFE.len()] as char)
-        .collect()
+    super::revisions::safe_hash(
+        &serde_json::to_vec(template).unwrap_or_default(),
+        collisions,
+    )
 }
 
 /// A template without the hash label, for comparing an RS to its deployment.
