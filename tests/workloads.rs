@@ -630,11 +630,27 @@ fn statefulset_orders_pods_keeps_claims_and_rolls_back() {
     }
 
     // Scale down goes from the top, one at a time; claims stay (Retain).
+    // A finalizer holds each condemned pod in Terminating, so the order
+    // shows.
+    let hold = |pod: &str, on: bool| {
+        let patch = if on {
+            r#"{"metadata":{"finalizers":["kone.test/hold"]}}"#
+        } else {
+            r#"{"metadata":{"finalizers":null}}"#
+        };
+        s.ok(&["patch", "pod", pod, "--type=merge", "-p", patch]);
+    };
+    hold("web-1", true);
+    hold("web-2", true);
+    let deleting = |pod: &str| !jsonpath(&s, "pod", pod, "{.metadata.deletionTimestamp}").is_empty();
     s.ok(&["scale", "sts/web", "--replicas=1"]);
-    wait_until("web-2 gone first", WAIT, || {
-        sts_pods(&s) == ["web-0", "web-1"]
-    });
-    wait_until("then web-1", WAIT, || sts_pods(&s) == ["web-0"]);
+    wait_until("web-2 terminating", WAIT, || deleting("web-2"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!deleting("web-1"), "web-1 waits for web-2 to be gone");
+    hold("web-2", false);
+    wait_until("then web-1", WAIT, || deleting("web-1"));
+    hold("web-1", false);
+    wait_until("only web-0", WAIT, || sts_pods(&s) == ["web-0"]);
     let claims = s.ok(&["get", "pvc", "-o", "name"]);
     assert_eq!(claims.lines().count(), 3, "{claims}");
 }
