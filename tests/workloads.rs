@@ -642,7 +642,8 @@ fn statefulset_orders_pods_keeps_claims_and_rolls_back() {
     };
     hold("web-1", true);
     hold("web-2", true);
-    let deleting = |pod: &str| !jsonpath(&s, "pod", pod, "{.metadata.deletionTimestamp}").is_empty();
+    let deleting =
+        |pod: &str| !jsonpath(&s, "pod", pod, "{.metadata.deletionTimestamp}").is_empty();
     s.ok(&["scale", "sts/web", "--replicas=1"]);
     wait_until("web-2 terminating", WAIT, || deleting("web-2"));
     std::thread::sleep(Duration::from_secs(1));
