@@ -19,13 +19,12 @@ use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
-use serde_json::json;
 
 use super::deployment::scaled;
 use super::events::{EventType, Recorder};
 use super::expectations::Expectations;
 use super::informers::Informers;
-use super::{pods, revisions};
+use super::{pods, revisions, writes};
 use crate::scheduler::eligibility;
 
 #[derive(Debug, thiserror::Error)]
@@ -384,10 +383,7 @@ async fn apply(
                 created.insert(name);
             }
             Err(e) => {
-                let msg = match &e {
-                    kube::Error::Api(s) => s.message.clone(),
-                    other => other.to_string(),
-                };
+                let msg = writes::message(&e);
                 ctx.recorder
                     .record(
                         ds,
@@ -486,21 +482,7 @@ async fn update_status(
     let mut old = ds.status.clone().unwrap_or_default();
     old.conditions = None;
     if old != s {
-        let api: Api<DaemonSet> =
-            Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
-        let patch = json!({"status": s});
-        match api
-            .patch_status(
-                &ds.name_any(),
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        writes::patch_status(&ctx.client, ds, &s).await?;
     }
     Ok(next)
 }
@@ -534,7 +516,11 @@ pub async fn run(informers: Informers) {
     let by_node = set_store.clone();
     Controller::for_shared_stream(sets.changes(), set_store)
         .watches_shared_stream(pod_informer.changes(), move |pod: Arc<Pod>| {
-            owner_of(&by_pod, &pod)
+            pods::owners_of(&by_pod, &pod.metadata, |s: &DaemonSet| {
+                s.spec
+                    .as_ref()
+                    .is_some_and(|sp| pods::selects(&sp.selector, pod.metadata.labels.as_ref()))
+            })
         })
         // Any node change may change where daemons run.
         .watches_shared_stream(node_informer.changes(), move |_node: Arc<Node>| {
@@ -549,32 +535,10 @@ pub async fn run(informers: Informers) {
         .await;
 }
 
-/// The set a pod change concerns: its controller, or for an orphan every
-/// set whose selector matches it.
-fn owner_of(sets: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    match pods::controller_of(&pod.metadata) {
-        Some(c) if c.kind == "DaemonSet" && c.api_version == "apps/v1" => {
-            vec![ObjectRef::new(&c.name).within(&ns)]
-        }
-        Some(_) => Vec::new(),
-        None => sets
-            .state()
-            .iter()
-            .filter(|s| {
-                s.namespace().as_deref() == Some(ns.as_str())
-                    && s.spec
-                        .as_ref()
-                        .is_some_and(|sp| pods::selects(&sp.selector, pod.metadata.labels.as_ref()))
-            })
-            .map(|s| ObjectRef::from_obj(&**s))
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn pod(name: &str, ready: bool) -> Pod {
         serde_json::from_value(json!({

@@ -19,6 +19,7 @@ pub mod replicaset;
 pub mod revisions;
 pub mod statefulset;
 pub mod volumebinder;
+pub mod writes;
 
 use std::path::PathBuf;
 

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -213,5 +213,28 @@ async fn patch_owners(
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// The owners of kind `K` a change to a dependent concerns: its
+/// controller, or for an orphan every owner in its namespace `selects`
+/// accepts (so one may adopt it).
+pub fn owners_of<K: Resource<DynamicType = ()> + Clone>(
+    owners: &Store<K>,
+    dependent: &ObjectMeta,
+    selects: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<K>> {
+    let ns = dependent.namespace.clone().unwrap_or_default();
+    match controller_of(dependent) {
+        Some(c) if c.kind == K::kind(&()) && c.api_version == K::api_version(&()) => {
+            vec![ObjectRef::new(&c.name).within(&ns)]
+        }
+        Some(_) => Vec::new(),
+        None => owners
+            .state()
+            .iter()
+            .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()) && selects(o))
+            .map(|o| ObjectRef::from_obj(&**o))
+            .collect(),
     }
 }

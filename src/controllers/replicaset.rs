@@ -11,16 +11,15 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 
 use super::events::{EventType, Recorder};
 use super::expectations::Expectations;
 use super::informers::{Informable, Informers};
-use super::pods;
+use super::{pods, writes};
 
 /// Upstream's cap on pods created or deleted in one sync.
 const BURST: usize = 500;
@@ -125,7 +124,7 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
             delete_pods(&*rs, &ctx, &ns, active.clone(), active.len() - want).await?;
         }
     }
-    let requeue = update_status(&*rs, &ctx, &ns, &owned, failure.as_deref()).await?;
+    let requeue = update_status(&*rs, &ctx, &owned, failure.as_deref()).await?;
     Ok(match requeue {
         Some(secs) => Action::requeue(Duration::from_secs(secs.max(1) as u64)),
         None if !settled => Action::requeue(Duration::from_secs(1)),
@@ -167,10 +166,7 @@ async fn create_pods<K: Replicated>(rs: &K, ctx: &Ctx, ns: &str, count: usize) -
                     created.insert(name);
                 }
                 Err(e) => {
-                    let msg = match &e {
-                        kube::Error::Api(s) => s.message.clone(),
-                        other => other.to_string(),
-                    };
+                    let msg = writes::message(&e);
                     ctx.recorder
                         .record(
                             rs,
@@ -242,7 +238,6 @@ async fn delete_pods<K: Replicated>(
 async fn update_status<K: Replicated>(
     rs: &K,
     ctx: &Ctx,
-    ns: &str,
     owned: &[Arc<Pod>],
     failure: Option<&str>,
 ) -> Result<Option<i64>, Error> {
@@ -300,20 +295,7 @@ async fn update_status<K: Replicated>(
         old != cmp || (failure.is_none() && old_conditions.is_some())
     };
     if changed {
-        let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-        let patch = json!({"status": status});
-        match api
-            .patch_status(
-                &rs.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        writes::patch_status(&ctx.client, rs, &status).await?;
     }
     Ok(next)
 }
@@ -340,27 +322,9 @@ pub async fn run<K: Replicated>(informers: Informers, component: &str) {
     let lookup = set_store.clone();
     Controller::for_shared_stream(sets.changes(), set_store)
         .watches_shared_stream(pod_informer.changes(), move |pod: Arc<Pod>| {
-            owners_of(&lookup, &pod)
+            pods::owners_of(&lookup, &pod.metadata, |rs: &K| rs.selects(&pod))
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-/// The owners a pod change concerns: its controller, or for an orphan
-/// every owner whose selector matches it.
-fn owners_of<K: Replicated>(sets: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>> {
-    let ns = pod.namespace().unwrap_or_default();
-    match pods::controller_of(&pod.metadata) {
-        Some(c) if c.kind == K::kind(&()) && c.api_version == K::api_version(&()) => {
-            vec![ObjectRef::new(&c.name).within(&ns)]
-        }
-        Some(_) => Vec::new(),
-        None => sets
-            .state()
-            .iter()
-            .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()) && rs.selects(pod))
-            .map(|rs| ObjectRef::from_obj(&**rs))
-            .collect(),
-    }
 }

@@ -26,7 +26,7 @@ use super::deployment::scaled;
 use super::events::{EventType, Recorder};
 use super::expectations::Expectations;
 use super::informers::Informers;
-use super::{pods, revisions};
+use super::{pods, revisions, writes};
 
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -167,10 +167,7 @@ async fn ensure_claims(set: &StatefulSet, ctx: &Ctx, ns: &str, ord: i32) -> Resu
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => {
-                let msg = match &e {
-                    kube::Error::Api(s) => s.message.clone(),
-                    other => other.to_string(),
-                };
+                let msg = writes::message(&e);
                 ctx.recorder
                     .record(
                         set,
@@ -440,10 +437,7 @@ async fn apply(
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => {
-                let msg = match &e {
-                    kube::Error::Api(s) => s.message.clone(),
-                    other => other.to_string(),
-                };
+                let msg = writes::message(&e);
                 ctx.recorder
                     .record(
                         set,
@@ -556,21 +550,7 @@ async fn update_status(
     let mut old = set.status.clone().unwrap_or_default();
     old.conditions = None;
     if old != status {
-        let api: Api<StatefulSet> =
-            Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
-        let patch = json!({"status": status});
-        match api
-            .patch_status(
-                &set.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        writes::patch_status(&ctx.client, set, &status).await?;
     }
     Ok(next)
 }
@@ -603,34 +583,15 @@ pub async fn run(informers: Informers) {
     let lookup = set_store.clone();
     Controller::for_shared_stream(sets.changes(), set_store)
         .watches_shared_stream(pod_informer.changes(), move |pod: Arc<Pod>| {
-            owner_of(&lookup, &pod)
+            pods::owners_of(&lookup, &pod.metadata, |s: &StatefulSet| {
+                s.spec
+                    .as_ref()
+                    .is_some_and(|sp| pods::selects(&sp.selector, pod.metadata.labels.as_ref()))
+            })
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-/// The set a pod change concerns: its controller, or for an orphan every
-/// set whose selector matches it.
-fn owner_of(sets: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    match pods::controller_of(&pod.metadata) {
-        Some(c) if c.kind == "StatefulSet" && c.api_version == "apps/v1" => {
-            vec![ObjectRef::new(&c.name).within(&ns)]
-        }
-        Some(_) => Vec::new(),
-        None => sets
-            .state()
-            .iter()
-            .filter(|s| {
-                s.namespace().as_deref() == Some(ns.as_str())
-                    && s.spec
-                        .as_ref()
-                        .is_some_and(|sp| pods::selects(&sp.selector, pod.metadata.labels.as_ref()))
-            })
-            .map(|s| ObjectRef::from_obj(&**s))
-            .collect(),
-    }
 }
 
 #[cfg(test)]

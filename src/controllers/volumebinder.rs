@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::events::{EventType, Recorder};
 use super::informers::Informers;
-use super::{localpath, pods};
+use super::{localpath, pods, writes};
 use crate::api::quantity::parse_quantity;
 
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
@@ -260,13 +260,7 @@ async fn bind(
         }
     }
     if pv.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
-        let patch = json!({"status": {"phase": "Bound"}});
-        pvs.patch_status(
-            &pv.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        writes::patch_status_with(&pvs, &pv.name_any(), &json!({"phase": "Bound"})).await?;
     }
     let volume_name = claim.spec.as_ref().and_then(|s| s.volume_name.as_deref());
     if volume_name != Some(&pv.name_any()) || !claim.annotations().contains_key(BIND_COMPLETED) {
@@ -304,21 +298,8 @@ async fn set_claim_phase(
     {
         return Ok(());
     }
-    let api: Api<PersistentVolumeClaim> =
-        Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
-    let patch = json!({"status": {"phase": phase, "accessModes": modes, "capacity": cap}});
-    match api
-        .patch_status(
-            &claim.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    let status = json!({"phase": phase, "accessModes": modes, "capacity": cap});
+    Ok(writes::patch_status(&ctx.client, claim, &status).await?)
 }
 
 /// A volume's side: Available when free, Released when its claim is gone,
@@ -393,19 +374,7 @@ async fn reconcile_volume(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Ac
         }
     }
     if phase != want {
-        let patch = json!({"status": {"phase": want}});
-        match api
-            .patch_status(
-                &pv.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        writes::patch_status_with(&api, &pv.name_any(), &json!({"phase": want})).await?;
     }
     Ok(Action::await_change())
 }
