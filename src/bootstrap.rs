@@ -1,15 +1,20 @@
 //! What a fresh cluster has: the system namespaces, the `kubernetes`
-//! Service with its Endpoints and EndpointSlice, and the system
-//! PriorityClasses. Written through the API like any client.
+//! Service with its Endpoints and EndpointSlice, the system
+//! PriorityClasses and the default StorageClass. Written through the API
+//! like any client.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::json;
+
+use crate::apiserver::admission::default_class::DEFAULT_CLASS_ANNOTATION;
+use crate::controllers::localpath;
 
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -69,6 +74,19 @@ pub async fn ensure(
         }))?;
         create_if_missing(&classes, &class).await?;
     }
+    // k3s's default class: local folders on the node a claim's first pod
+    // lands on (see controllers/localpath.rs).
+    let storage_classes: Api<StorageClass> = Api::all(client.clone());
+    let class: StorageClass = serde_json::from_value(json!({
+        "metadata": {
+            "name": localpath::DEFAULT_CLASS,
+            "annotations": { DEFAULT_CLASS_ANNOTATION: "true" },
+        },
+        "provisioner": localpath::PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }))?;
+    create_if_missing(&storage_classes, &class).await?;
     Ok(())
 }
 

@@ -109,6 +109,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ca_pem: ident.server_ca_pem.clone(),
             cluster_cidr: args.cluster_cidr,
             identity: node_name(&args),
+            storage_dir: args.data_dir.join("storage"),
         },
     );
 

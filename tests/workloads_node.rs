@@ -83,3 +83,86 @@ fn deployment_runs_rolls_and_goes_on_the_node() {
         s.ok(&["get", "pods", "-o", "name"]).trim().is_empty()
     });
 }
+
+#[test]
+fn statefulset_comes_up_in_order_on_local_path_volumes() {
+    let s = Server::start_node();
+    let manifest = format!(
+        r#"apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: web}}
+spec:
+  replicas: 3
+  serviceName: web
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: {IMAGE}
+        command: [sh, -c, "hostname > /data/id && exec sleep 3600"]
+        volumeMounts: [{{name: data, mountPath: /data}}]
+  volumeClaimTemplates:
+  - metadata: {{name: data}}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {{requests: {{storage: 1Gi}}}}
+"#
+    );
+    assert_ok(
+        &s.kubectl_stdin(None, &["apply", "-f", "-"], &manifest),
+        "apply",
+    );
+    assert_ok(
+        &s.kubectl(&["rollout", "status", "sts/web", "--timeout=180s"]),
+        "rollout status",
+    );
+    assert_eq!(running(&s, "app=web"), 3);
+    // In order: each pod was made after its predecessor became Ready.
+    let field =
+        |pod: &str, path: &str| s.ok(&["get", "pod", pod, "-o", &format!("jsonpath={path}")]);
+    for n in 1..3 {
+        let ready_before = field(
+            &format!("web-{}", n - 1),
+            "{.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}",
+        );
+        let created = field(&format!("web-{n}"), "{.metadata.creationTimestamp}");
+        assert!(
+            created >= ready_before,
+            "web-{n} {created} < {ready_before}"
+        );
+    }
+    // Each pod wrote its name into its own claim's local-path folder.
+    let storage = s.data_dir().join("storage");
+    for n in 0..3 {
+        let claim = format!("data-web-{n}");
+        let pv = s.ok(&[
+            "get",
+            "pvc",
+            &claim,
+            "-o",
+            "jsonpath={.status.phase}/{.spec.volumeName}",
+        ]);
+        let (phase, volume) = pv.split_once('/').unwrap_or_default();
+        assert_eq!(phase, "Bound", "{pv}");
+        let path = s.ok(&["get", "pv", volume, "-o", "jsonpath={.spec.hostPath.path}"]);
+        assert!(path.starts_with(common::path_str(&storage)), "{path}");
+        let id =
+            std::fs::read_to_string(std::path::Path::new(&path).join("id")).unwrap_or_default();
+        assert_eq!(id.trim(), format!("web-{n}"));
+    }
+    // Scale down goes in reverse: web-1 is never gone while web-2 is there.
+    s.ok(&["scale", "sts/web", "--replicas=1"]);
+    wait_until("down to web-0", Duration::from_secs(120), || {
+        let names = s.ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+        assert!(
+            !names.contains("web-2") || names.contains("web-1"),
+            "web-1 went before web-2: {names}"
+        );
+        names.trim() == "pod/web-0"
+    });
+    let claims = s.ok(&["get", "pvc", "-o", "name"]);
+    assert_eq!(claims.lines().count(), 3, "claims are kept: {claims}");
+}

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -42,25 +42,12 @@ struct Ctx {
     recorder: Recorder,
 }
 
-/// A template's hash as upstream spells it: FNV-1a over the template (and
-/// the collision count), its decimal digits mapped to safe characters.
+/// A template's hash as upstream spells it (see `revisions::safe_hash`).
 pub fn template_hash(template: &PodTemplateSpec, collisions: Option<i32>) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u32::from(*b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-    };
-    feed(&serde_json::to_vec(template).unwrap_or_default());
-    if let Some(c) = collisions {
-        feed(&c.to_le_bytes());
-    }
-    const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    h.to_string()
-        .bytes()
-        .map(|b| SAFE[usize::from(b) % SAFE.len()] as char)
-        .collect()
+    super::revisions::safe_hash(
+        &serde_json::to_vec(template).unwrap_or_default(),
+        collisions,
+    )
 }
 
 /// A template without the hash label, for comparing an RS to its deployment.
@@ -750,34 +737,15 @@ pub async fn run(informers: Informers) {
     let lookup = store.clone();
     Controller::for_shared_stream(deployments.changes(), store)
         .watches_shared_stream(sets.changes(), move |rs: Arc<ReplicaSet>| {
-            owners_of(&lookup, &rs)
+            pods::owners_of(&lookup, &rs.metadata, |d: &Deployment| {
+                d.spec
+                    .as_ref()
+                    .is_some_and(|s| pods::selects(&s.selector, rs.metadata.labels.as_ref()))
+            })
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-/// The deployments a ReplicaSet change concerns: its controller, or every
-/// deployment whose selector matches an orphan.
-fn owners_of(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
-    let ns = rs.namespace().unwrap_or_default();
-    match pods::controller_of(&rs.metadata) {
-        Some(c) if c.kind == "Deployment" && c.api_version == "apps/v1" => {
-            vec![ObjectRef::new(&c.name).within(&ns)]
-        }
-        Some(_) => Vec::new(),
-        None => deployments
-            .state()
-            .iter()
-            .filter(|d| {
-                d.namespace().as_deref() == Some(ns.as_str())
-                    && d.spec
-                        .as_ref()
-                        .is_some_and(|s| pods::selects(&s.selector, rs.metadata.labels.as_ref()))
-            })
-            .map(|d| ObjectRef::from_obj(&**d))
-            .collect(),
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Job controller: runs pods until `completions` succeed (`parallelism` at
-//! a time, NonIndexed or Indexed), fails the Job past `backoffLimit` or
-//! `activeDeadlineSeconds`, honours `suspend`, and deletes a finished Job
-//! after `ttlSecondsAfterFinished`.
+//! a time, NonIndexed or Indexed), fails the Job past `backoffLimit`,
+//! `activeDeadlineSeconds` or on a podFailurePolicy FailJob rule, honours
+//! `suspend`, and deletes a finished Job after `ttlSecondsAfterFinished`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use serde_json::json;
 use super::events::{EventType, Recorder};
 use super::expectations::Expectations;
 use super::informers::Informers;
+use super::podfailure::{self, Verdict};
 use super::pods;
 
 const INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
@@ -153,7 +154,21 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         i32::try_from(succeeded_pods.len()).unwrap_or(i32::MAX)
     }
     .max(old.succeeded.unwrap_or(0));
-    let failed = i32::try_from(owned.iter().filter(|p| phase(p) == "Failed").count())
+    // podFailurePolicy: a FailJob match ends the Job; Ignore matches do
+    // not count toward backoffLimit.
+    let mut fail_job = None;
+    let mut counted = 0usize;
+    for pod in owned.iter().filter(|p| phase(p) == "Failed") {
+        match podfailure::judge(spec.pod_failure_policy.as_ref(), pod) {
+            Verdict::FailJob(message) => {
+                fail_job.get_or_insert(message);
+                counted += 1;
+            }
+            Verdict::Ignore => {}
+            Verdict::Count => counted += 1,
+        }
+    }
+    let failed = i32::try_from(counted)
         .unwrap_or(i32::MAX)
         .max(old.failed.unwrap_or(0));
     let parallelism = spec.parallelism.unwrap_or(1).max(0);
@@ -182,6 +197,15 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             EventType::Normal,
             "Completed",
             "Job completed",
+        ))
+    } else if let Some(message) = &fail_job {
+        Some((
+            "Failed",
+            "PodFailurePolicy",
+            message.as_str(),
+            EventType::Warning,
+            "PodFailurePolicy",
+            message.as_str(),
         ))
     } else if failed > spec.backoff_limit.unwrap_or(6) {
         Some((

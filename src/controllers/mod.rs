@@ -1,6 +1,7 @@
 //! Control loops, each a task talking to the API through a kube client.
 pub mod crd;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
@@ -10,17 +11,27 @@ pub mod gc;
 pub mod informers;
 pub mod job;
 pub mod leader;
+pub mod localpath;
 pub mod namespace;
 pub mod namespace_defaults;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podautoscaler;
+pub mod podfailure;
 pub mod pods;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod revisions;
+pub mod statefulset;
 pub mod tainteviction;
+pub mod volumebinder;
+pub mod writes;
+
+use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::ReplicationController;
 use kube::Client;
 
 /// What the control loops need to know about the cluster.
@@ -32,6 +43,8 @@ pub struct Settings {
     /// Who holds the leader Leases (stable across restarts, so a restarted
     /// server takes its own Leases back at once).
     pub identity: String,
+    /// Local-path volumes go under it.
+    pub storage_dir: PathBuf,
 }
 
 /// Starts every control loop of `kone server` and the scheduler; loops
@@ -49,7 +62,7 @@ pub fn start(client: Client, settings: Settings) {
         &settings.identity,
     );
     let scheduler = leader::Elector::new(client.clone(), "kube-scheduler", &settings.identity);
-    let (ca_pem, cidr) = (settings.ca_pem, settings.cluster_cidr);
+    let (ca_pem, cidr, storage) = (settings.ca_pem, settings.cluster_cidr, settings.storage_dir);
     let shared = informers.clone();
     tokio::spawn(manager.run(move |loops| {
         let informers = shared.clone();
@@ -60,8 +73,18 @@ pub fn start(client: Client, settings: Settings) {
         loops.spawn(tainteviction::run(informers.clone()));
         loops.spawn(nodeipam::run(informers.clone(), cidr));
         loops.spawn(gc::run(informers.clone()));
-        loops.spawn(replicaset::run(informers.clone()));
+        loops.spawn(replicaset::run::<ReplicaSet>(
+            informers.clone(),
+            "replicaset-controller",
+        ));
+        loops.spawn(replicaset::run::<ReplicationController>(
+            informers.clone(),
+            "replication-controller",
+        ));
         loops.spawn(deployment::run(informers.clone()));
+        loops.spawn(statefulset::run(informers.clone()));
+        loops.spawn(daemonset::run(informers.clone()));
+        loops.spawn(volumebinder::run(informers.clone(), storage.clone()));
         loops.spawn(job::run(informers.clone()));
         loops.spawn(cronjob::run(informers.clone()));
         loops.spawn(disruption::run(informers.clone()));

@@ -4,12 +4,16 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
-use kube::Resource;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
 
 /// The reference that makes `owner` the controller of an object.
 pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
@@ -136,5 +140,101 @@ pub fn from_template(template: &PodTemplateSpec, owner: OwnerReference, prefix: 
         },
         spec: template.spec.clone(),
         status: None,
+    }
+}
+
+/// The pods `owner` controls after adopting the orphans `matches` accepts
+/// and releasing its pods it no longer accepts (upstream's
+/// PodControllerRefManager). A deleting owner adopts nothing.
+pub async fn claim<K: Resource<DynamicType = ()>>(
+    client: &Client,
+    cache: &Store<Pod>,
+    owner: &K,
+    matches: impl Fn(&Pod) -> bool,
+) -> Result<Vec<Arc<Pod>>, kube::Error> {
+    let uid = owner.meta().uid.clone().unwrap_or_default();
+    let ns = owner.meta().namespace.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut owned = Vec::new();
+    for pod in cache.state() {
+        if pod.namespace().as_deref() != Some(ns.as_str()) {
+            continue;
+        }
+        let wanted = matches(&pod);
+        match controller_of(&pod.metadata) {
+            Some(c) if c.uid == uid => {
+                if wanted {
+                    owned.push(pod);
+                } else {
+                    let keep: Vec<_> = pod
+                        .owner_references()
+                        .iter()
+                        .filter(|r| r.uid != uid)
+                        .cloned()
+                        .collect();
+                    patch_owners(&api, &pod, json!(keep)).await?;
+                }
+            }
+            None if wanted
+                && owner.meta().deletion_timestamp.is_none()
+                && pod.metadata.deletion_timestamp.is_none() =>
+            {
+                let mut refs = pod.owner_references().to_vec();
+                refs.push(controller_ref(owner));
+                if patch_owners(&api, &pod, json!(refs)).await? {
+                    owned.push(pod);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(owned)
+}
+
+/// Rewrites a pod's owner references if it is unchanged since read; false
+/// if it changed or went away (the next sync sees it anew).
+async fn patch_owners(
+    api: &Api<Pod>,
+    pod: &Pod,
+    refs: serde_json::Value,
+) -> Result<bool, kube::Error> {
+    let patch = json!({"metadata": {
+        "ownerReferences": refs,
+        "resourceVersion": pod.resource_version(),
+    }});
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The owners of kind `K` a change to a dependent concerns: its
+/// controller, or for an orphan every owner in its namespace `selects`
+/// accepts (so one may adopt it).
+pub fn owners_of<K: Resource<DynamicType = ()> + Clone>(
+    owners: &Store<K>,
+    dependent: &ObjectMeta,
+    selects: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<K>> {
+    let ns = dependent.namespace.clone().unwrap_or_default();
+    match controller_of(dependent) {
+        Some(c) if c.kind == K::kind(&()) && c.api_version == K::api_version(&()) => {
+            vec![ObjectRef::new(&c.name).within(&ns)]
+        }
+        Some(_) => Vec::new(),
+        None => owners
+            .state()
+            .iter()
+            .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()) && selects(o))
+            .map(|o| ObjectRef::from_obj(&**o))
+            .collect(),
     }
 }

@@ -1,5 +1,6 @@
-//! ReplicaSet controller: as many active pods as `spec.replicas`, adopted
-//! and released by selector through controller references, created in
+//! ReplicaSet and ReplicationController controller (one loop per kind,
+//! the same logic): as many active pods as `spec.replicas`, adopted and
+//! released by selector through controller references, created in
 //! slow-start batches, with status counts and events as upstream.
 
 use std::collections::HashSet;
@@ -8,17 +9,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, ResourceExt};
-use serde_json::json;
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
 
 use super::events::{EventType, Recorder};
 use super::expectations::Expectations;
-use super::informers::Informers;
-use super::pods;
+use super::informers::{Informable, Informers};
+use super::{pods, writes};
 
 /// Upstream's cap on pods created or deleted in one sync.
 const BURST: usize = 500;
@@ -29,6 +30,72 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
+/// What the loop needs of a replicated kind: ReplicaSets select with a
+/// label selector, ReplicationControllers with equality on a map; their
+/// status has the same fields.
+pub trait Replicated:
+    Informable + Resource<Scope = NamespaceResourceScope> + serde::Serialize
+{
+    fn replicas(&self) -> i32;
+    fn selects(&self, pod: &Pod) -> bool;
+    fn template(&self) -> Option<&PodTemplateSpec>;
+    fn min_ready_seconds(&self) -> i32;
+    /// The status, read as a ReplicaSet's (the fields are the same).
+    fn replica_status(&self) -> Option<ReplicaSetStatus>;
+}
+
+impl Replicated for ReplicaSet {
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn selects(&self, pod: &Pod) -> bool {
+        self.spec
+            .as_ref()
+            .is_some_and(|s| pods::selects(&s.selector, pod.metadata.labels.as_ref()))
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref()?.template.as_ref()
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn replica_status(&self) -> Option<ReplicaSetStatus> {
+        self.status.clone()
+    }
+}
+
+impl Replicated for ReplicationController {
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn selects(&self, pod: &Pod) -> bool {
+        let Some(sel) = self.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+            return false;
+        };
+        let labels = pod.metadata.labels.as_ref();
+        !sel.is_empty()
+            && sel
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref()?.template.as_ref()
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn replica_status(&self) -> Option<ReplicaSetStatus> {
+        let status = serde_json::to_value(self.status.as_ref()?).ok()?;
+        serde_json::from_value(status).ok()
+    }
+}
+
 struct Ctx {
     client: Client,
     pods: Store<Pod>,
@@ -36,97 +103,28 @@ struct Ctx {
     expectations: Expectations,
 }
 
-fn selector_matches(rs: &ReplicaSet, pod: &Pod) -> bool {
-    rs.spec
-        .as_ref()
-        .is_some_and(|s| pods::selects(&s.selector, pod.metadata.labels.as_ref()))
-}
-
-/// The pods this ReplicaSet controls after adopting orphans that match its
-/// selector and releasing its pods that no longer do.
-async fn claim(rs: &ReplicaSet, ctx: &Ctx, ns: &str) -> Result<Vec<Arc<Pod>>, Error> {
-    let uid = rs.uid().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let mut owned = Vec::new();
-    for pod in ctx.pods.state() {
-        if pod.namespace().as_deref() != Some(ns) {
-            continue;
-        }
-        let matches = selector_matches(rs, &pod);
-        match pods::controller_of(&pod.metadata) {
-            Some(c) if c.uid == uid => {
-                if matches {
-                    owned.push(pod);
-                } else {
-                    let keep: Vec<_> = pod
-                        .owner_references()
-                        .iter()
-                        .filter(|r| r.uid != uid)
-                        .cloned()
-                        .collect();
-                    patch_owners(&api, &pod, json!(keep)).await?;
-                }
-            }
-            None if matches
-                && rs.metadata.deletion_timestamp.is_none()
-                && pod.metadata.deletion_timestamp.is_none() =>
-            {
-                let mut refs = pod.owner_references().to_vec();
-                refs.push(pods::controller_ref(rs));
-                if patch_owners(&api, &pod, json!(refs)).await? {
-                    owned.push(pod);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(owned)
-}
-
-/// Rewrites a pod's owner references if it is unchanged since read; false
-/// if it changed or went away (the next sync sees it anew).
-async fn patch_owners(api: &Api<Pod>, pod: &Pod, refs: serde_json::Value) -> Result<bool, Error> {
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod.resource_version(),
-    }});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = rs.namespace().unwrap_or_default();
-    tracing::debug!(namespace = %ns, name = %rs.name_any(), "syncing replicaset");
+    tracing::debug!(kind = %K::kind(&()), namespace = %ns, name = %rs.name_any(), "syncing");
     let settled = ctx
         .expectations
         .settled(&rs.uid().unwrap_or_default(), &ns, &ctx.pods);
-    let owned = claim(&rs, &ctx, &ns).await?;
+    let owned = pods::claim(&ctx.client, &ctx.pods, &*rs, |p| rs.selects(p)).await?;
     let active: Vec<&Pod> = owned
         .iter()
         .map(|p| &**p)
         .filter(|p| pods::is_active(p))
         .collect();
-    let spec = rs.spec.clone().unwrap_or_default();
-    let want = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+    let want = usize::try_from(rs.replicas()).unwrap_or(0);
     let mut failure = None;
-    if settled && rs.metadata.deletion_timestamp.is_none() {
+    if settled && rs.meta().deletion_timestamp.is_none() {
         if active.len() < want {
-            failure = create_pods(&rs, &ctx, &ns, want - active.len()).await;
+            failure = create_pods(&*rs, &ctx, &ns, want - active.len()).await;
         } else if active.len() > want {
-            delete_pods(&rs, &ctx, &ns, active.clone(), active.len() - want).await?;
+            delete_pods(&*rs, &ctx, &ns, active.clone(), active.len() - want).await?;
         }
     }
-    let requeue = update_status(&rs, &ctx, &ns, &owned, failure.as_deref()).await?;
+    let requeue = update_status(&*rs, &ctx, &owned, failure.as_deref()).await?;
     Ok(match requeue {
         Some(secs) => Action::requeue(Duration::from_secs(secs.max(1) as u64)),
         None if !settled => Action::requeue(Duration::from_secs(1)),
@@ -137,9 +135,9 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
 /// Creates up to `count` pods in batches of 1, 2, 4, … so a template that
 /// cannot be created fails once, not `count` times. Returns the failure
 /// message, if any.
-async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, ns: &str, count: usize) -> Option<String> {
+async fn create_pods<K: Replicated>(rs: &K, ctx: &Ctx, ns: &str, count: usize) -> Option<String> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let template = rs.spec.as_ref()?.template.clone().unwrap_or_default();
+    let template = rs.template().cloned().unwrap_or_default();
     let pod = pods::from_template(
         &template,
         pods::controller_ref(rs),
@@ -168,10 +166,7 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, ns: &str, count: usize) -> Opti
                     created.insert(name);
                 }
                 Err(e) => {
-                    let msg = match &e {
-                        kube::Error::Api(s) => s.message.clone(),
-                        other => other.to_string(),
-                    };
+                    let msg = writes::message(&e);
                     ctx.recorder
                         .record(
                             rs,
@@ -192,8 +187,8 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, ns: &str, count: usize) -> Opti
     failure
 }
 
-async fn delete_pods(
-    rs: &ReplicaSet,
+async fn delete_pods<K: Replicated>(
+    rs: &K,
     ctx: &Ctx,
     ns: &str,
     mut active: Vec<&Pod>,
@@ -240,24 +235,21 @@ async fn delete_pods(
 
 /// Writes the counts; returns when to look again for a pod about to
 /// become available.
-async fn update_status(
-    rs: &ReplicaSet,
+async fn update_status<K: Replicated>(
+    rs: &K,
     ctx: &Ctx,
-    ns: &str,
     owned: &[Arc<Pod>],
     failure: Option<&str>,
 ) -> Result<Option<i64>, Error> {
-    let spec = rs.spec.clone().unwrap_or_default();
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let template_labels = spec
-        .template
-        .as_ref()
+    let min_ready = rs.min_ready_seconds();
+    let template_labels = rs
+        .template()
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     let now = k8s_openapi::jiff::Timestamp::now();
     let mut status = ReplicaSetStatus {
-        observed_generation: rs.metadata.generation,
+        observed_generation: rs.meta().generation,
         ..ReplicaSetStatus::default()
     };
     let mut next = None::<i64>;
@@ -282,7 +274,8 @@ async fn update_status(
     status.ready_replicas.get_or_insert(0);
     status.available_replicas.get_or_insert(0);
     status.fully_labeled_replicas.get_or_insert(0);
-    let old_conditions = rs.status.as_ref().and_then(|s| s.conditions.clone());
+    let old_status = rs.replica_status().unwrap_or_default();
+    let old_conditions = old_status.conditions.clone();
     status.conditions = failure.map(|msg| {
         vec![k8s_openapi::api::apps::v1::ReplicaSetCondition {
             type_: "ReplicaFailure".into(),
@@ -293,7 +286,7 @@ async fn update_status(
         }]
     });
     let changed = {
-        let old = rs.status.clone().unwrap_or_default();
+        let old = old_status;
         let mut cmp = status.clone();
         // A standing failure keeps its first transition time.
         if failure.is_some() && old_conditions.is_some() {
@@ -302,33 +295,20 @@ async fn update_status(
         old != cmp || (failure.is_none() && old_conditions.is_some())
     };
     if changed {
-        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
-        let patch = json!({"status": status});
-        match api
-            .patch_status(
-                &rs.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        writes::patch_status(&ctx.client, rs, &status).await?;
     }
     Ok(next)
 }
 
-fn error_policy(_rs: Arc<ReplicaSet>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "replicaset sync failed; retrying");
+fn error_policy<K: Replicated>(_rs: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::debug!(kind = %K::kind(&()), %error, "sync failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }
 
-/// Runs the ReplicaSet controller until the process ends.
-pub async fn run(informers: Informers) {
+/// Runs the controller of one replicated kind until the process ends.
+pub async fn run<K: Replicated>(informers: Informers, component: &str) {
     let client = informers.client();
-    let sets = informers.get::<ReplicaSet>();
+    let sets = informers.get::<K>();
     let pod_informer = informers.get::<Pod>();
     sets.ready().await;
     pod_informer.ready().await;
@@ -336,35 +316,15 @@ pub async fn run(informers: Informers) {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         pods: pod_informer.store(),
-        recorder: Recorder::new(client, "replicaset-controller"),
+        recorder: Recorder::new(client, component),
         expectations: Expectations::default(),
     });
     let lookup = set_store.clone();
     Controller::for_shared_stream(sets.changes(), set_store)
         .watches_shared_stream(pod_informer.changes(), move |pod: Arc<Pod>| {
-            owners_of(&lookup, &pod)
+            pods::owners_of(&lookup, &pod.metadata, |rs: &K| rs.selects(&pod))
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-/// The ReplicaSets a pod change concerns: its controller, or for an orphan
-/// every set whose selector matches it.
-fn owners_of(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    match pods::controller_of(&pod.metadata) {
-        Some(c) if c.kind == "ReplicaSet" && c.api_version == "apps/v1" => {
-            vec![ObjectRef::new(&c.name).within(&ns)]
-        }
-        Some(_) => Vec::new(),
-        None => sets
-            .state()
-            .iter()
-            .filter(|rs| {
-                rs.namespace().as_deref() == Some(ns.as_str()) && selector_matches(rs, pod)
-            })
-            .map(|rs| ObjectRef::from_obj(&**rs))
-            .collect(),
-    }
 }

@@ -3,6 +3,7 @@
 //! back through the API like any other client.
 
 pub mod backoff;
+pub mod claims;
 pub mod container;
 pub mod etcfiles;
 pub mod hooks;

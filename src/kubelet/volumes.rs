@@ -84,6 +84,9 @@ async fn prepare_one(
         }
         return Ok(dir.to_path_buf());
     }
+    if let Some(claim) = &v.persistent_volume_claim {
+        return super::claims::resolve(client, ns, &claim.claim_name).await;
+    }
     if let Some(hp) = &v.host_path {
         let path = PathBuf::from(&hp.path);
         check_host_path(&path, hp.type_.as_deref().unwrap_or(""))?;

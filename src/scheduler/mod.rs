@@ -6,6 +6,8 @@
 //! informer shows the binding), and hands bindings, events and status
 //! writes to small tasks so the API round trips overlap.
 
+mod claims;
+pub mod eligibility;
 mod filters;
 mod interpod;
 mod message;
@@ -268,6 +270,9 @@ impl Scheduler {
             let ns = pod.namespace().unwrap_or_default();
             let name = pod.name_any();
             let uid = pod.uid().unwrap_or_default();
+            if let Err(error) = claims::select_node(&client, &pod, &node).await {
+                tracing::info!(pod = %key, %node, %error, "could not select the node for its claims");
+            }
             let binding = json!({
                 "apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": name, "namespace": ns, "uid": uid},

@@ -83,7 +83,7 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    fn new(node: Arc<Node>) -> Self {
+    pub(super) fn new(node: Arc<Node>) -> Self {
         let allocatable =
             resources::from_map(node.status.as_ref().and_then(|s| s.allocatable.as_ref()));
         NodeInfo {

@@ -5,6 +5,7 @@
 pub mod config_data;
 pub mod crd;
 pub mod cron;
+pub mod default_class;
 pub mod defaults;
 pub mod field_error;
 pub mod jobs;

@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::field_error::FieldError;
-use super::json::{s, semantic_eq};
+use super::json::{arr_at, s, semantic_eq};
 use super::pod::validate_pod_template;
 use super::selector::{map_selector, required_selector, selector_unchanged, template_matches};
 use super::syntax::is_valid_percent;
@@ -249,8 +249,41 @@ pub fn validate_stateful_set(obj: &Value) -> Vec<FieldError> {
     }
     nonnegative(spec, "replicas", &mut errs);
     nonnegative(spec, "minReadySeconds", &mut errs);
-    selector_and_template(spec, "statefulset", "StatefulSet", &mut errs);
+    selector_and_template(
+        &with_claim_volumes(spec),
+        "statefulset",
+        "StatefulSet",
+        &mut errs,
+    );
     errs
+}
+
+/// The spec with a volume per claim template, as the controller gives
+/// each pod: containers mount claims by template name.
+fn with_claim_volumes(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    let claims: Vec<String> = arr_at(&spec, "volumeClaimTemplates")
+        .iter()
+        .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    if let Some(pod) = spec
+        .pointer_mut("/template/spec")
+        .and_then(Value::as_object_mut)
+    {
+        let volumes = pod.entry("volumes").or_insert(Value::Null);
+        if !volumes.is_array() {
+            *volumes = json!([]);
+        }
+        if let Some(list) = volumes.as_array_mut() {
+            for name in claims {
+                if !list.iter().any(|v| s(v, "name") == name) {
+                    list.push(json!({"name": name, "persistentVolumeClaim": {"claimName": name}}));
+                }
+            }
+        }
+    }
+    spec
 }
 
 pub fn validate_replication_controller(obj: &Value) -> Vec<FieldError> {
@@ -418,6 +451,17 @@ mod tests {
         assert!(validate_stateful_set_update(&new, &old).is_empty());
         new["spec"]["serviceName"] = json!("other");
         assert_eq!(validate_stateful_set_update(&new, &old)[0].field, "spec");
+        // Containers mount claim templates by name; other names are unknown.
+        let mut mounts = old.clone();
+        mounts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "data", "mountPath": "/data"}]);
+        mounts["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
+        assert_eq!(text(validate_stateful_set(&mounts)), Vec::<String>::new());
+        mounts["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "other"}}]);
+        assert_eq!(
+            validate_stateful_set(&mounts)[0].field,
+            "spec.template.spec.containers[0].volumeMounts[0].name"
+        );
 
         let mut rc = json!({"metadata": {"name": "r"}, "spec": {
             "template": {"metadata": {"labels": {"app": "r"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}

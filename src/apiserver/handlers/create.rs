@@ -77,6 +77,9 @@ pub async fn create_object(
     if let Some(ns) = &namespace {
         ensure_namespace_open(req, ns, &name).await?;
     }
+    if info.kind == "PersistentVolumeClaim" && info.group.is_empty() {
+        crate::apiserver::admission::default_class::admit(&*req.state.store, &mut obj).await?;
+    }
 
     lifecycle::prepare_create(info, &mut obj);
     admit::default_and_validate_create(info, &mut obj)?;
