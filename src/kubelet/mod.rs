@@ -11,6 +11,7 @@ pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod satoken;
 pub mod server;
 pub mod status;
 pub mod streams;
@@ -43,6 +44,29 @@ pub struct KubeletConfig {
 }
 
 impl KubeletConfig {
+    pub fn new(
+        node: &crate::config::NodeArgs,
+        data_dir: &std::path::Path,
+        node_ip: IpAddr,
+        pod_cidr: Ipv4Net,
+        cluster_cidr: Ipv4Net,
+        server_node: bool,
+    ) -> KubeletConfig {
+        KubeletConfig {
+            node_name: node.name(),
+            node_ip,
+            data_dir: data_dir.to_path_buf(),
+            run_dir: node.run_dir.clone(),
+            log_dir: node.pod_log_dir.clone(),
+            pod_cidr,
+            cluster_cidr,
+            cluster_dns: node.cluster_dns,
+            cluster_domain: node.cluster_domain.clone(),
+            kubelet_port: node.kubelet_port,
+            server_node,
+        }
+    }
+
     /// Per-pod files the kubelet prepares: volumes, /etc/hosts, resolv.conf.
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.data_dir.join("agent").join("pods").join(uid)

@@ -59,6 +59,7 @@ pub async fn serve(k: Arc<Kubelet>, tls: KubeletTls) -> anyhow::Result<()> {
             get(streams::port_forward).post(streams::port_forward),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route("/pods", get(pods))
         .with_state(k);
     listener::serve_https(tcp, config, app, std::future::pending()).await
 }
@@ -156,6 +157,31 @@ async fn container_logs(
         Ok::<_, std::io::Error>,
     ));
     ([(axum::http::header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+/// The pods bound to this node, as a PodList (the kubelet's /pods).
+async fn pods(State(k): State<Arc<Kubelet>>, Extension(peer): Extension<PeerIdentity>) -> Response {
+    if !authorized(&peer) {
+        return text(StatusCode::FORBIDDEN, "Forbidden".into());
+    }
+    let api: Api<Pod> = Api::all(k.client.clone());
+    let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={}", k.cfg.node_name));
+    match api.list(&lp).await {
+        Ok(list) => {
+            let body = serde_json::json!({
+                "kind": "PodList",
+                "apiVersion": "v1",
+                "metadata": {},
+                "items": list.items,
+            });
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// Clears `alive` once the container's latest run has exited (or the
