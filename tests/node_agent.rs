@@ -224,6 +224,21 @@ spec:
         .unwrap()
         .iter()
         .any(|p| p["metadata"]["name"] == "two"));
+    let summary: Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", "/api/v1/nodes/node2/proxy/stats/summary"]))
+            .expect("summary");
+    assert_eq!(summary["node"]["nodeName"], "node2");
+    assert!(
+        summary["node"]["memory"]["workingSetBytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["podRef"]["name"] == "two"));
 
     // The default service account mount works against the API server; the
     // vault token does not (wrong audience).

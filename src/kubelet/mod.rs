@@ -13,6 +13,7 @@ pub mod pods;
 pub mod probes;
 pub mod satoken;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod streams;
 pub mod volumes;
