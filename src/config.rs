@@ -23,8 +23,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the control plane (and, later, a node).
+    /// Run the control plane, and a node unless --disable-agent.
     Server(Box<ServerArgs>),
+    /// Run a node joined to a server (--server URL --token T).
+    Agent(Box<AgentArgs>),
     /// Run the kubectl found on PATH against this machine's cluster.
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -136,6 +138,17 @@ pub struct NodeArgs {
     /// Port of the kubelet API (logs, exec, attach, port-forward).
     #[arg(long, env = "KONE_KUBELET_PORT", default_value_t = 10250)]
     pub kubelet_port: u16,
+}
+
+impl NodeArgs {
+    /// `--node-name`, else the hostname in lower case.
+    pub fn name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            hostname::get()
+                .map(|h| h.to_string_lossy().to_lowercase())
+                .unwrap_or_else(|_| "kone".into())
+        })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -272,6 +285,41 @@ pub struct RunArgs {
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The server to join, as https://HOST:6443.
+    #[arg(long, env = "KONE_URL")]
+    pub server: String,
+    /// The server's join token (`K10<ca-sha256>::server:<secret>`, or the
+    /// bare secret), as `cat /var/lib/kone/server/token` shows it.
+    #[arg(long, env = "KONE_TOKEN")]
+    pub token: Option<String>,
+    /// A file holding the join token.
+    #[arg(long, env = "KONE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Folder for state: images, pod volumes, IPAM, the kubelet kubeconfig.
+    #[arg(long, env = "KONE_DATA_DIR", default_value = "/var/lib/kone")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+impl AgentArgs {
+    pub fn token(&self) -> anyhow::Result<String> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => t.trim().to_string(),
+            (None, Some(p)) => crate::agent::read_token_file(p)?,
+            (None, None) => bail!("kone agent needs --token or --token-file"),
+        };
+        if token.is_empty() {
+            bail!("the join token is empty");
+        }
+        Ok(token)
+    }
 }
 
 #[derive(Args, Debug, Clone)]

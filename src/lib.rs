@@ -1,5 +1,6 @@
 //! kone: Kubernetes in one binary.
 
+pub mod agent;
 pub mod api;
 pub mod apiserver;
 pub mod bootstrap;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod controllers;
 pub mod datastore;
 pub mod identity;
+pub mod join;
 pub mod kubectl;
 pub mod kubelet;
 pub mod netinfo;

@@ -18,24 +18,27 @@ fn main() -> ExitCode {
         Command::Images(args) => kone::runtime::images::cli::run(args),
         Command::Runtime(args) => kone::runtime::cli::run(args),
         Command::Shim { dir } => kone::runtime::shim::run(&dir),
-        Command::Server(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("kone: starting the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(kone::server::run(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("kone server: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Server(args) => run_async("server", kone::server::run(*args)),
+        Command::Agent(args) => run_async("agent", kone::agent::run(*args)),
+    }
+}
+
+fn run_async(mode: &str, main: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kone: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kone {mode}: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

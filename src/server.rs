@@ -46,7 +46,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     let sans = identity::default_sans(&args.tls_san, Some(advertise), service_ip);
     let ident = identity::ensure_identity(&server_dir.join("tls"), &sans)?;
-    identity::ensure_server_token(&server_dir, args.token.as_deref(), &ident.ca_sha256_hex())?;
+    let token =
+        identity::ensure_server_token(&server_dir, args.token.as_deref(), &ident.ca_sha256_hex())?;
 
     reserve_service_addresses(&*store, &services).await?;
     // Custom kinds are served from the first request on, restart or not.
@@ -66,8 +67,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         inflight: Inflight::new(400, 200),
         kubelet_client: Some(kubelet_client.0),
         kubelet_tls: Some(kubelet_client.1),
+        sa_tokens: identity::TokenIssuer::load_or_create(&server_dir.join("tls"))?,
     });
-    let app = router::router(state);
+    let joining = crate::join::serve::JoinState::new(ident.clone(), &token, args.cluster_cidr);
+    let app = router::router(state).merge(crate::join::serve::routes(Arc::new(joining)));
 
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let tcp = tokio::net::TcpListener::bind(addr)
@@ -108,13 +111,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         controllers::Settings {
             ca_pem: ident.server_ca_pem.clone(),
             cluster_cidr: args.cluster_cidr,
-            identity: node_name(&args),
+            identity: args.node.name(),
             storage_dir: args.data_dir.join("storage"),
         },
     );
 
     if !args.disable_agent {
-        let node_client = client::in_process(app.clone(), node_user(&node_name(&args)));
+        let node_client = client::in_process(app.clone(), node_user(&args.node.name()));
         let cfg = kubelet_config(&args, advertise);
         let tls = kubelet_tls(&ident, &cfg)?;
         tokio::spawn(async move {
@@ -172,23 +175,11 @@ fn kubelet_tls(
     ident: &identity::Identity,
     cfg: &crate::kubelet::KubeletConfig,
 ) -> anyhow::Result<crate::kubelet::server::KubeletTls> {
-    let mut sans = identity::SanConfig::default();
-    sans.add(&cfg.node_name);
-    sans.add("localhost");
-    sans.add_ip(cfg.node_ip);
-    let (chain, key) = ident.issue_serving_cert(&sans)?;
+    let (chain, key) = ident.issue_kubelet_serving_cert(&cfg.node_name, cfg.node_ip)?;
     Ok(crate::kubelet::server::KubeletTls {
         serving_chain_pem: chain,
         serving_key_pem: key,
         client_ca_pem: ident.client_ca_pem.clone(),
-    })
-}
-
-fn node_name(args: &ServerArgs) -> String {
-    args.node.node_name.clone().unwrap_or_else(|| {
-        hostname::get()
-            .map(|h| h.to_string_lossy().to_lowercase())
-            .unwrap_or_else(|_| "kone".into())
     })
 }
 
@@ -203,18 +194,13 @@ fn node_user(node: &str) -> identity::UserInfo {
 
 /// The server's own node; its podCIDR comes from the node IPAM controller.
 fn kubelet_config(args: &ServerArgs, advertise: IpAddr) -> crate::kubelet::KubeletConfig {
-    crate::kubelet::KubeletConfig {
-        node_name: node_name(args),
-        node_ip: args.node.node_ip.unwrap_or(advertise),
-        data_dir: args.data_dir.clone(),
-        run_dir: args.node.run_dir.clone(),
-        log_dir: args.node.pod_log_dir.clone(),
-        cluster_cidr: args.cluster_cidr,
-        cluster_dns: args.node.cluster_dns,
-        cluster_domain: args.node.cluster_domain.clone(),
-        kubelet_port: args.node.kubelet_port,
-        server_node: true,
-    }
+    crate::kubelet::KubeletConfig::new(
+        &args.node,
+        &args.data_dir,
+        args.node.node_ip.unwrap_or(advertise),
+        args.cluster_cidr,
+        true,
+    )
 }
 
 /// Service addresses are held by the stored Services; take them back.
@@ -255,7 +241,7 @@ fn env_duration(name: &str, default: Duration) -> Duration {
         .unwrap_or(default)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

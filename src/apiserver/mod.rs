@@ -25,5 +25,6 @@ pub mod router;
 mod ssa;
 pub mod state;
 pub mod status;
+mod stored;
 pub mod table;
 mod typed;

@@ -27,4 +27,6 @@ pub struct ApiState {
     /// The same identity for the streams proxied to kubelets (HTTP/1.1
     /// upgrades, which reqwest cannot hand over).
     pub kubelet_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Signs TokenRequests and verifies service account tokens.
+    pub sa_tokens: crate::identity::TokenIssuer,
 }

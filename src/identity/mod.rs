@@ -10,6 +10,7 @@ mod certs;
 pub(crate) mod fsutil;
 mod kubeconfig;
 mod sans;
+pub mod satoken;
 mod store;
 mod tls;
 mod token;
@@ -18,6 +19,7 @@ mod user;
 
 pub use kubeconfig::{kubeconfig_yaml, kubeconfig_yaml_for, write_kubeconfig};
 pub use sans::{default_sans, SanConfig};
+pub use satoken::TokenIssuer;
 pub use store::{ensure_identity, Identity, ADMIN_GROUP, ADMIN_USER};
 pub use tls::{install_crypto_provider, server_tls_config};
 pub use token::{

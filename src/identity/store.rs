@@ -83,6 +83,25 @@ impl Identity {
         let (cert, key) = issue_leaf(&LeafSpec::Serving(sans.clone()), &ca.issuer()?)?;
         Ok((cert + &ca.cert_pem, key))
     }
+
+    /// A kubelet's serving certificate: its node name, localhost and its
+    /// InternalIP, so the API server can dial it by address.
+    pub fn issue_kubelet_serving_cert(
+        &self,
+        node_name: &str,
+        node_ip: std::net::IpAddr,
+    ) -> anyhow::Result<(String, String)> {
+        let mut sans = SanConfig::default();
+        sans.add(node_name);
+        sans.add("localhost");
+        sans.add_ip(node_ip);
+        self.issue_serving_cert(&sans)
+    }
+
+    /// A kubelet's client certificate: `system:node:<name>` in `system:nodes`.
+    pub fn issue_node_client_cert(&self, node_name: &str) -> anyhow::Result<(String, String)> {
+        self.issue_client_cert(&format!("system:node:{node_name}"), Some("system:nodes"))
+    }
 }
 
 /// Load the identity from `tls_dir`, creating whatever is missing.

@@ -12,7 +12,9 @@ pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod satoken;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod streams;
 pub mod volumes;
@@ -43,6 +45,27 @@ pub struct KubeletConfig {
 }
 
 impl KubeletConfig {
+    pub fn new(
+        node: &crate::config::NodeArgs,
+        data_dir: &std::path::Path,
+        node_ip: IpAddr,
+        cluster_cidr: Ipv4Net,
+        server_node: bool,
+    ) -> KubeletConfig {
+        KubeletConfig {
+            node_name: node.name(),
+            node_ip,
+            data_dir: data_dir.to_path_buf(),
+            run_dir: node.run_dir.clone(),
+            log_dir: node.pod_log_dir.clone(),
+            cluster_cidr,
+            cluster_dns: node.cluster_dns,
+            cluster_domain: node.cluster_domain.clone(),
+            kubelet_port: node.kubelet_port,
+            server_node,
+        }
+    }
+
     /// Per-pod files the kubelet prepares: volumes, /etc/hosts, resolv.conf.
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.data_dir.join("agent").join("pods").join(uid)

@@ -63,7 +63,7 @@ fn os_image() -> String {
 }
 
 /// Total memory in KiB from /proc/meminfo (`MemTotal`), and what is available.
-fn memory_kib() -> (u64, u64) {
+pub(super) fn memory_kib() -> (u64, u64) {
     let text = read_trim("/proc/meminfo");
     let field = |name: &str| {
         text.lines()
@@ -78,7 +78,7 @@ fn memory_kib() -> (u64, u64) {
 /// Size and free bytes of the filesystem holding `path`.
 // The casts matter on 32-bit targets (Raspberry Pi OS), where the fields are narrower.
 #[allow(clippy::unnecessary_cast)]
-fn disk_bytes(path: &std::path::Path) -> (u64, u64) {
+pub(super) fn disk_bytes(path: &std::path::Path) -> (u64, u64) {
     match nix::sys::statvfs::statvfs(path) {
         Ok(s) => {
             let f = s.fragment_size() as u64;

@@ -59,6 +59,8 @@ pub async fn serve(k: Arc<Kubelet>, tls: KubeletTls) -> anyhow::Result<()> {
             get(streams::port_forward).post(streams::port_forward),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route("/pods", get(pods))
+        .route("/stats/summary", get(stats_summary))
         .with_state(k);
     listener::serve_https(tcp, config, app, std::future::pending()).await
 }
@@ -156,6 +158,49 @@ async fn container_logs(
         Ok::<_, std::io::Error>,
     ));
     ([(axum::http::header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+/// The pods bound to this node, as a PodList (the kubelet's /pods).
+async fn pods(State(k): State<Arc<Kubelet>>, Extension(peer): Extension<PeerIdentity>) -> Response {
+    match node_pods(&k, &peer).await {
+        Ok(items) => json_response(&serde_json::json!({
+            "kind": "PodList",
+            "apiVersion": "v1",
+            "metadata": {},
+            "items": items,
+        })),
+        Err(r) => r,
+    }
+}
+
+async fn stats_summary(
+    State(k): State<Arc<Kubelet>>,
+    Extension(peer): Extension<PeerIdentity>,
+) -> Response {
+    match node_pods(&k, &peer).await {
+        Ok(items) => json_response(&super::stats::summary(&k.cfg, &items)),
+        Err(r) => r,
+    }
+}
+
+async fn node_pods(k: &Kubelet, peer: &PeerIdentity) -> Result<Vec<Pod>, Response> {
+    if !authorized(peer) {
+        return Err(text(StatusCode::FORBIDDEN, "Forbidden".into()));
+    }
+    let api: Api<Pod> = Api::all(k.client.clone());
+    let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={}", k.cfg.node_name));
+    api.list(&lp)
+        .await
+        .map(|l| l.items)
+        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn json_response(body: &serde_json::Value) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Clears `alive` once the container's latest run has exited (or the

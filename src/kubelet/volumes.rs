@@ -155,11 +155,9 @@ async fn prepare_one(
                     da.items.as_deref().unwrap_or_default(),
                 )?);
             }
-            if src.service_account_token.is_some() {
-                anyhow::bail!(
-                    "volume {:?}: serviceAccountToken projections are not supported yet",
-                    v.name
-                );
+            if let Some(t) = src.service_account_token {
+                let token = super::satoken::token(client, pod, ns, &t, dir).await?;
+                files.insert(t.path.clone(), (token, None));
             }
         }
         write_atomic(dir, &files, p.default_mode.unwrap_or(0o644))?;

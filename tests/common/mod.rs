@@ -20,6 +20,8 @@ pub struct Server {
     /// With a node: the network namespace the server (and everything it
     /// runs, and every kubectl of the test) lives in.
     pub netns: Option<String>,
+    /// Whether a server in a network namespace runs its own node.
+    own_node: bool,
 }
 
 pub fn free_port() -> u16 {
@@ -74,6 +76,7 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             netns: None,
+            own_node: false,
         };
         s.spawn();
         s
@@ -83,6 +86,16 @@ impl Server {
     /// pair inside it gives it a default route), with the project's test
     /// image in its airgap folder.
     pub fn start_node() -> Server {
+        Self::start_in_netns(true)
+    }
+
+    /// A control plane alone (`--disable-agent`) in its own network
+    /// namespace, set up like `start_node`, for `kone agent`s to join.
+    pub fn start_node_without_agent() -> Server {
+        Self::start_in_netns(false)
+    }
+
+    fn start_in_netns(own_node: bool) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("config.yaml"), "").expect("config");
         std::fs::write(
@@ -106,6 +119,7 @@ impl Server {
             dir,
             extra_env: vec![],
             netns: Some(name),
+            own_node,
         };
         s.spawn();
         s
@@ -160,7 +174,9 @@ impl Server {
             .env("KONE_LOG", "kone=debug,info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
-        if self.netns.is_some() {
+        if self.netns.is_some() && !self.own_node {
+            cmd.arg("--disable-agent");
+        } else if self.netns.is_some() {
             cmd.arg("--node-name")
                 .arg("node1")
                 .arg("--run-dir")
@@ -204,6 +220,40 @@ impl Server {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `kone agent` joining this server as `node` with `token`, in the
+    /// server's network namespace, sharing its data, run and log folders
+    /// (so the test image is there and the pods are cleaned up with the
+    /// server's). Its log goes to agent.log.
+    pub fn spawn_agent(&self, node: &str, token: &str) -> Agent {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log file");
+        let mut cmd = self.in_netns(env!("CARGO_BIN_EXE_kone"));
+        cmd.arg("agent")
+            .arg("--server")
+            .arg(format!("https://127.0.0.1:{}", self.port))
+            .arg("--token")
+            .arg(token)
+            .arg("--node-name")
+            .arg(node)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--pod-log-dir")
+            .arg(self.pod_log_dir())
+            .env("KONE_LOG", "kone=debug,info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        Agent(cmd.spawn().expect("spawn kone agent"))
+    }
+
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
 
     /// SIGKILL the server, as a crash would.
@@ -287,6 +337,24 @@ impl Server {
     }
 }
 
+/// A `kone agent` process, killed when dropped (declare it after its
+/// server, so it goes first).
+pub struct Agent(pub Child);
+
+impl Agent {
+    /// The exit status if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn assert_ok(out: &Output, what: impl std::fmt::Debug) {
     assert!(
         out.status.success(),
@@ -319,6 +387,10 @@ impl Drop for Server {
                 self.dir.path().display(),
                 tail(&self.log(), 200)
             );
+            let agent = self.agent_log();
+            if !agent.is_empty() {
+                eprintln!("---- kone agent log ----\n{}", tail(&agent, 200));
+            }
         }
     }
 }

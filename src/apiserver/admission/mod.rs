@@ -24,6 +24,7 @@ pub mod rbac;
 pub mod resources;
 pub mod selector;
 pub mod service;
+pub mod service_account;
 pub mod storage;
 pub mod syntax;
 pub mod tolerations;

@@ -9,9 +9,10 @@ use super::read::render_one;
 use super::update::{record_fields, Fields};
 use super::Request;
 use crate::apiserver::admission::plugins::{self, Admitted};
+use crate::apiserver::admission::service_account;
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{ApiError, ApiResult};
-use crate::apiserver::{admit, body, custom, lifecycle};
+use crate::apiserver::{admit, body, custom, lifecycle, stored};
 
 pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
     let info = &*req.target.info;
@@ -96,6 +97,9 @@ pub async fn create_object(
         })
         .await?;
     }
+    if info.kind == "Pod" && info.group.is_empty() {
+        service_account_admission(req, &mut obj).await?;
+    }
     record_fields(req, None, &mut obj, fields)?;
 
     let held = if info.kind == "Service" && info.group.is_empty() {
@@ -169,4 +173,17 @@ pub fn with_warnings(mut resp: Response, warnings: &[String]) -> ApiResult<Respo
         resp.headers_mut().append(http::header::WARNING, v);
     }
     Ok(resp)
+}
+
+/// The service account token volume upstream's ServiceAccount admission
+/// adds; the account's own automount setting is read from the store.
+async fn service_account_admission(req: &Request<'_>, pod: &mut Value) -> ApiResult<()> {
+    let ns = object::namespace(pod).unwrap_or("default").to_string();
+    let sa_name = service_account::service_account_name(pod).to_string();
+    let sa = stored::core_object(&*req.state.store, "serviceaccounts", Some(&ns), &sa_name).await?;
+    let automount = sa
+        .as_ref()
+        .and_then(|sa| sa["automountServiceAccountToken"].as_bool());
+    service_account::mount_api_access(pod, automount, &object::random_suffix(5));
+    Ok(())
 }

@@ -5,11 +5,13 @@ mod create;
 mod delete;
 mod eviction;
 mod kubelet;
+mod nodeproxy;
 mod patch;
 mod podlog;
 mod podstream;
 mod read;
 mod scale;
+mod token;
 mod update;
 mod watch;
 
@@ -141,6 +143,14 @@ pub async fn dispatch(
         }
         (Method::GET, Some("log"), true) if info.kind == "Pod" && info.custom.is_none() => {
             podlog::get(req).await
+        }
+        (Method::POST, Some("token"), true)
+            if info.kind == "ServiceAccount" && info.custom.is_none() =>
+        {
+            token::create(req, body).await
+        }
+        (m, Some("proxy"), true) if info.kind == "Node" && info.custom.is_none() => {
+            nodeproxy::proxy(req, m, body, connect.raw_query).await
         }
         (_, Some(sub), true) => not_served(req, sub).await,
         _ => Err(ApiError::method_not_allowed()),
