@@ -136,6 +136,30 @@ pub struct NodeArgs {
     /// Port of the kubelet API (logs, exec, attach, port-forward).
     #[arg(long, env = "KONE_KUBELET_PORT", default_value_t = 10250)]
     pub kubelet_port: u16,
+    #[command(flatten)]
+    pub ops: NodeOpsArgs,
+}
+
+/// How the node protects itself: pod limits, eviction, image GC.
+#[derive(Args, Debug, Clone)]
+pub struct NodeOpsArgs {
+    /// Most processes a pod may run (its pod cgroup's pids.max); -1: no limit.
+    #[arg(long, env = "KONE_POD_MAX_PIDS", default_value_t = -1, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
+    /// Hard eviction thresholds, upstream's syntax: `signal<quantity` or
+    /// `signal<percent%` for memory.available and nodefs.available.
+    #[arg(
+        long,
+        env = "KONE_EVICTION_HARD",
+        default_value = "memory.available<100Mi,nodefs.available<10%"
+    )]
+    pub eviction_hard: String,
+    /// Disk usage (percent) of the image filesystem that starts image GC.
+    #[arg(long, env = "KONE_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85)]
+    pub image_gc_high_threshold: u8,
+    /// Disk usage (percent) image GC frees down to.
+    #[arg(long, env = "KONE_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80)]
+    pub image_gc_low_threshold: u8,
 }
 
 #[derive(Args, Debug, Clone)]

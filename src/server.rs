@@ -107,7 +107,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     if !args.disable_agent {
         let node_client = client::in_process(app.clone(), node_user(&node_name(&args)));
-        let cfg = kubelet_config(&args, advertise);
+        let cfg = kubelet_config(&args, advertise)?;
         let tls = kubelet_tls(&ident, &cfg)?;
         tokio::spawn(async move {
             if let Err(e) = crate::kubelet::run(cfg, node_client, registries, tls).await {
@@ -195,14 +195,17 @@ fn node_user(node: &str) -> identity::UserInfo {
 
 /// The server's own node takes the first /24 of the cluster CIDR, the
 /// allocation the node IPAM controller will record as its own.
-fn kubelet_config(args: &ServerArgs, advertise: IpAddr) -> crate::kubelet::KubeletConfig {
+fn kubelet_config(
+    args: &ServerArgs,
+    advertise: IpAddr,
+) -> anyhow::Result<crate::kubelet::KubeletConfig> {
     let pod_cidr = args
         .cluster_cidr
         .subnets(24)
         .ok()
         .and_then(|mut s| s.next())
         .unwrap_or(args.cluster_cidr);
-    crate::kubelet::KubeletConfig {
+    Ok(crate::kubelet::KubeletConfig {
         node_name: node_name(args),
         node_ip: args.node.node_ip.unwrap_or(advertise),
         data_dir: args.data_dir.clone(),
@@ -214,7 +217,8 @@ fn kubelet_config(args: &ServerArgs, advertise: IpAddr) -> crate::kubelet::Kubel
         cluster_domain: args.node.cluster_domain.clone(),
         kubelet_port: args.node.kubelet_port,
         server_node: true,
-    }
+        node_ops: crate::kubelet::NodeOps::from_args(&args.node.ops)?,
+    })
 }
 
 /// Service addresses are held by the stored Services; take them back.

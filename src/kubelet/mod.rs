@@ -5,10 +5,16 @@
 pub mod backoff;
 pub mod container;
 pub mod etcfiles;
+pub mod events;
+pub mod eviction;
+pub mod fsgroup;
+pub mod grpcprobe;
 pub mod hooks;
+pub mod imagegc;
 pub mod logs;
 pub mod network;
 pub mod node;
+pub mod podcgroup;
 pub mod pods;
 pub mod probes;
 pub mod server;
@@ -40,6 +46,33 @@ pub struct KubeletConfig {
     pub kubelet_port: u16,
     /// A server's node carries the control-plane role labels.
     pub server_node: bool,
+    pub node_ops: NodeOps,
+}
+
+/// How the node protects itself (`--pod-max-pids`, `--eviction-hard`,
+/// `--image-gc-*-threshold`).
+#[derive(Debug, Clone)]
+pub struct NodeOps {
+    pub pod_max_pids: i64,
+    pub eviction_hard: Vec<eviction::Threshold>,
+    pub image_gc_high: u8,
+    pub image_gc_low: u8,
+}
+
+impl NodeOps {
+    pub fn from_args(a: &crate::config::NodeOpsArgs) -> anyhow::Result<NodeOps> {
+        anyhow::ensure!(
+            a.image_gc_low_threshold <= a.image_gc_high_threshold
+                && a.image_gc_high_threshold <= 100,
+            "--image-gc-low-threshold must not exceed --image-gc-high-threshold (at most 100)"
+        );
+        Ok(NodeOps {
+            pod_max_pids: a.pod_max_pids,
+            eviction_hard: eviction::parse_thresholds(&a.eviction_hard)?,
+            image_gc_high: a.image_gc_high_threshold,
+            image_gc_low: a.image_gc_low_threshold,
+        })
+    }
 }
 
 impl KubeletConfig {
@@ -56,6 +89,8 @@ pub struct Kubelet {
     pub runtime: Arc<Runtime>,
     pub puller: Puller,
     pub network: network::PodNetwork,
+    pub events: events::PodEvents,
+    pub evictions: eviction::Evictions,
 }
 
 pub async fn run(
@@ -84,15 +119,21 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     node::register(&client, &cfg).await?;
     node::renew_lease(&client, &cfg).await?;
-    tokio::spawn(node::heartbeat(client.clone(), cfg.clone()));
+    let (pressure_tx, pressure_rx) = tokio::sync::watch::channel(node::Pressure::default());
+    tokio::spawn(node::heartbeat(client.clone(), cfg.clone(), pressure_rx));
+    let events = events::PodEvents::start(client.clone(), &cfg.node_name);
     let kubelet = Arc::new(Kubelet {
         cfg,
         client,
+        events,
+        evictions: eviction::Evictions::default(),
         runtime: Arc::new(runtime),
         puller,
         network,
     });
     let api = tokio::spawn(server::serve(kubelet.clone(), tls));
+    tokio::spawn(eviction::run(kubelet.clone(), pressure_tx));
+    tokio::spawn(imagegc::run(kubelet.clone()));
     tokio::select! {
         r = pods::run(kubelet) => r,
         r = api => r?,

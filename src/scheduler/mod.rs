@@ -11,7 +11,7 @@ mod interpod;
 mod message;
 mod preemption;
 mod queue;
-mod resources;
+pub mod resources;
 mod scores;
 mod snapshot;
 mod spread;

@@ -83,6 +83,12 @@ impl Server {
     /// pair inside it gives it a default route), with the project's test
     /// image in its airgap folder.
     pub fn start_node() -> Server {
+        Self::start_node_with_env(&[])
+    }
+
+    /// A node server (see [`Server::start_node`]) with extra environment
+    /// variables for the server process.
+    pub fn start_node_with_env(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("config.yaml"), "").expect("config");
         std::fs::write(
@@ -104,7 +110,10 @@ impl Server {
             port: 6443,
             kubeconfig: dir.path().join("kubeconfig.yaml"),
             dir,
-            extra_env: vec![],
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             netns: Some(name),
         };
         s.spawn();
