@@ -160,6 +160,10 @@ pub struct NodeOpsArgs {
     /// Disk usage (percent) image GC frees down to.
     #[arg(long, env = "KONE_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80)]
     pub image_gc_low_threshold: u8,
+    /// How long an image must have gone unused before image GC may remove
+    /// it (`90s`, `2m`, `1h`).
+    #[arg(long, env = "KONE_MINIMUM_IMAGE_TTL_DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub minimum_image_ttl_duration: std::time::Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -561,4 +565,19 @@ mod tests {
         assert_eq!(a.kubeconfig_mode().expect("mode"), 0o644);
         assert_eq!(a.node_port_range().expect("range"), (30000, 32767));
     }
+}
+
+/// A duration as upstream's flags take the simple ones: `0`, `30s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid duration {s:?}: expected e.g. 30s, 2m, 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }

@@ -539,6 +539,7 @@ fn image_gc_removes_unused_images_and_keeps_those_in_use() {
     let s = Server::start_node_with_env(&[
         ("KONE_IMAGE_GC_HIGH_THRESHOLD", "0"),
         ("KONE_IMAGE_GC_LOW_THRESHOLD", "0"),
+        ("KONE_MINIMUM_IMAGE_TTL_DURATION", "5s"),
     ]);
     apply(
         &s,

@@ -2,7 +2,9 @@
 //! disk holding the image store is fuller than `--image-gc-high-threshold`
 //! percent, images no pod on this node uses are removed, least recently used
 //! first, until usage is back under `--image-gc-low-threshold`; then the
-//! store drops the blobs and snapshots nothing references any more.
+//! store drops the blobs and snapshots nothing references any more. An
+//! image is only removed once it has gone unused (or unseen, for one this
+//! kubelet never saw in use) for `--minimum-image-ttl-duration`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,8 +20,7 @@ use crate::runtime::images::store::{resolve_name, ImageRecord};
 const INTERVAL: Duration = Duration::from_secs(10);
 
 pub async fn run(k: Arc<Kubelet>) {
-    // When each image was last seen in use; images never seen count from
-    // their import.
+    // When each image was last seen in use, or first seen at all.
     let mut last_used: HashMap<String, DateTime<Utc>> = HashMap::new();
     loop {
         tokio::time::sleep(INTERVAL).await;
@@ -49,7 +50,15 @@ async fn round(k: &Kubelet, last_used: &mut HashMap<String, DateTime<Utc>>) -> a
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.list()).await??
     };
-    let victims = choose(records, &in_use, last_used, to_free);
+    for r in &records {
+        last_used.entry(r.name.clone()).or_insert(now);
+    }
+    let min_age = chrono::Duration::from_std(k.cfg.node_ops.image_min_age).unwrap_or_default();
+    let old_enough: Vec<ImageRecord> = records
+        .into_iter()
+        .filter(|r| last_used.get(&r.name).is_some_and(|t| now - *t >= min_age))
+        .collect();
+    let victims = choose(old_enough, &in_use, last_used, to_free);
     if victims.is_empty() {
         tracing::warn!(
             to_free,
@@ -100,14 +109,7 @@ fn choose(
     let mut unused: Vec<(DateTime<Utc>, ImageRecord)> = records
         .into_iter()
         .filter(|r| !in_use.contains(&r.name))
-        .map(|r| {
-            let seen = last_used.get(&r.name).copied().or_else(|| {
-                DateTime::parse_from_rfc3339(&r.imported)
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc))
-            });
-            (seen.unwrap_or_default(), r)
-        })
+        .map(|r| (last_used.get(&r.name).copied().unwrap_or_default(), r))
         .collect();
     unused.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
     let mut freed = 0;
@@ -159,7 +161,7 @@ mod tests {
         assert_eq!(bytes_to_free(0, 0, 85, 80), None);
     }
 
-    fn rec(name: &str, size: u64, imported: &str) -> ImageRecord {
+    fn rec(name: &str, size: u64) -> ImageRecord {
         serde_json::from_value(serde_json::json!({
             "name": name,
             "digest": format!("sha256:{}", "a".repeat(64)),
@@ -167,23 +169,27 @@ mod tests {
             "config_digest": format!("sha256:{}", "b".repeat(64)),
             "layers": [],
             "size": size,
-            "imported": imported,
+            "imported": "2026-01-01T00:00:00Z",
         }))
         .expect("record")
     }
 
     #[test]
     fn least_recently_used_unused_images_go_first() {
-        let records = vec![
-            rec("a", 10, "2026-01-01T00:00:00Z"),
-            rec("b", 10, "2026-01-02T00:00:00Z"),
-            rec("c", 10, "2026-01-03T00:00:00Z"),
-            rec("busy", 10, "2025-01-01T00:00:00Z"),
-        ];
+        let records = vec![rec("a", 10), rec("b", 10), rec("c", 10), rec("busy", 10)];
         let in_use: HashSet<String> = ["busy".to_string()].into();
-        let mut last = HashMap::new();
-        // a was used recently, so b goes first.
-        last.insert("a".to_string(), Utc::now());
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        let last: HashMap<String, DateTime<Utc>> = [
+            ("a".to_string(), at("2026-01-05T00:00:00Z")),
+            ("b".to_string(), at("2026-01-02T00:00:00Z")),
+            ("c".to_string(), at("2026-01-03T00:00:00Z")),
+            ("busy".to_string(), at("2025-01-01T00:00:00Z")),
+        ]
+        .into();
         assert_eq!(choose(records.clone(), &in_use, &last, 15), ["b", "c"]);
         assert_eq!(choose(records, &in_use, &last, 100), ["b", "c", "a"]);
     }

@@ -57,6 +57,7 @@ pub struct NodeOps {
     pub eviction_hard: Vec<eviction::Threshold>,
     pub image_gc_high: u8,
     pub image_gc_low: u8,
+    pub image_min_age: std::time::Duration,
 }
 
 impl NodeOps {
@@ -71,6 +72,7 @@ impl NodeOps {
             eviction_hard: eviction::parse_thresholds(&a.eviction_hard)?,
             image_gc_high: a.image_gc_high_threshold,
             image_gc_low: a.image_gc_low_threshold,
+            image_min_age: a.minimum_image_ttl_duration,
         })
     }
 }

@@ -170,6 +170,12 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         if self.netns.is_some() {
+            // Test machines often have less than 10 % of their disk free:
+            // upstream's nodefs threshold and image GC watermarks would evict
+            // the tests' pods and delete their image. Tests of those set
+            // their own values (extra_env comes after).
+            cmd.env("KONE_EVICTION_HARD", "memory.available<100Mi")
+                .env("KONE_IMAGE_GC_HIGH_THRESHOLD", "100");
             cmd.arg("--node-name")
                 .arg("node1")
                 .arg("--run-dir")
