@@ -315,7 +315,9 @@ impl Worker {
                     }
                     Some(l) if l.status == Status::Exited => {
                         self.restart(pod, shim, &c, l).await;
-                        false
+                        // One that ran (with no startup probe to pass) has
+                        // let the pod go on; its crash loop does not hold it.
+                        l.started_at.is_some() && c.startup_probe.is_none()
                     }
                     Some(l) => l.status == Status::Running && self.prober.started(&c, &l.id),
                 };
