@@ -494,6 +494,21 @@ fn file_args(
     Ok(out)
 }
 
+/// A duration as upstream's flags take the simple ones: `0`, `30s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid duration {s:?}: expected e.g. 30s, 2m, 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,19 +580,15 @@ mod tests {
         assert_eq!(a.kubeconfig_mode().expect("mode"), 0o644);
         assert_eq!(a.node_port_range().expect("range"), (30000, 32767));
     }
-}
 
-/// A duration as upstream's flags take the simple ones: `0`, `30s`, `2m`, `1h`.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("invalid duration {s:?}: expected e.g. 30s, 2m, 1h")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+    #[test]
+    fn durations_like_upstream_flags() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("2d").is_err());
+        assert!(parse_duration("m").is_err());
+    }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::events::EventType;
@@ -40,6 +40,8 @@ pub struct Prober {
 pub struct Verdicts {
     /// Container ids whose liveness or startup probe failed: restart them.
     pub kill: Vec<(String, String)>,
+    /// Events to record about containers: (container, type, reason, message).
+    pub events: Vec<(String, EventType, &'static str, String)>,
 }
 
 fn probe_of(c: &Container, kind: Kind) -> Option<&Probe> {
@@ -80,7 +82,6 @@ impl Prober {
         k: &Kubelet,
         shim: &ShimClient,
         pod_ip: Option<&str>,
-        pod: &Pod,
         c: &Container,
         run: &ContainerState,
         verdicts: &mut Verdicts,
@@ -124,13 +125,12 @@ impl Prober {
                 Kind::Startup => "Startup",
             };
             if let Err(output) = &outcome {
-                k.events.container(
-                    pod,
-                    c,
+                verdicts.events.push((
+                    c.name.clone(),
                     EventType::Warning,
                     "Unhealthy",
                     format!("{what} probe failed: {output}"),
-                );
+                ));
             }
             if outcome.is_ok() {
                 track.successes += 1;
@@ -145,9 +145,8 @@ impl Prober {
                     track.result = Some(false);
                     if kind != Kind::Readiness {
                         tracing::info!(container = %c.name, id = %run.id, "{what} probe failed, restarting");
-                        k.events.container(
-                            pod,
-                            c,
+                        verdicts.events.push((
+                            c.name.clone(),
                             EventType::Normal,
                             "Killing",
                             format!(
@@ -155,7 +154,7 @@ impl Prober {
                                 c.name,
                                 what.to_lowercase()
                             ),
-                        );
+                        ));
                         verdicts
                             .kill
                             .push((run.id.clone(), format!("{what} probe failed")));

@@ -729,12 +729,17 @@ impl Worker {
                     &self.k,
                     shim,
                     self.pod_ip.as_deref(),
-                    pod,
                     &c,
                     run,
                     &mut verdicts,
                 )
                 .await;
+        }
+        let containers = all_containers(pod);
+        for (name, type_, reason, message) in verdicts.events {
+            if let Some(c) = containers.iter().find(|c| c.name == name) {
+                self.k.events.container(pod, c, type_, reason, message);
+            }
         }
         let grace = termination_grace(pod);
         for (id, why) in verdicts.kill {
