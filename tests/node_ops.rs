@@ -354,15 +354,22 @@ metadata: {name: grouped}
 spec:
   nodeName: node1
   terminationGracePeriodSeconds: 1
-  securityContext: {runAsUser: 1000, fsGroup: 2000}
+  securityContext:
+    runAsUser: 1000
+    fsGroup: 2000
+    sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: "1000"}]
   volumes:
   - {name: data, emptyDir: {}}
   - {name: cfg, configMap: {name: cfg}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
   containers:
   - name: app
     image: kone.test/busybox:1
     command: ["sleep", "1000"]
-    volumeMounts: [{name: data, mountPath: /data}, {name: cfg, mountPath: /cfg}]
+    volumeMounts:
+    - {name: data, mountPath: /data}
+    - {name: cfg, mountPath: /cfg}
+    - {name: mem, mountPath: /mem}
 "#,
     );
     // fsGroup owns the volumes: setgid folders, group-readable files.
@@ -380,6 +387,20 @@ spec:
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..3], ["2000 2777", "2000 644", "2000"], "{out}");
     assert!(lines[3].split(' ').any(|g| g == "2000"), "{out}");
+    // A memory emptyDir is a tmpfs of its sizeLimit; sysctls apply in the pod.
+    let out = s.ok(&[
+        "exec",
+        "grouped",
+        "--",
+        "sh",
+        "-c",
+        "grep ' /mem ' /proc/mounts; cat /proc/sys/net/ipv4/ip_unprivileged_port_start",
+    ]);
+    assert!(
+        out.starts_with("tmpfs /mem tmpfs ") && out.contains("size=1024k"),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some("1000"), "{out}");
     // The app finishing completes the pod although its sidecar never exits.
     let p = wait_pod(&s, "job-like", "Succeeded", |p| {
         p["status"]["phase"] == "Succeeded"
