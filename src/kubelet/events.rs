@@ -4,12 +4,11 @@
 //! to one task that writes them in order, so a sync never waits on the API
 //! for a courtesy.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 use tokio::sync::mpsc;
 
 pub use crate::controllers::events::EventType;
 use crate::controllers::events::{object_reference, Recorder};
-use k8s_openapi::api::core::v1::ObjectReference;
 
 struct Item {
     target: ObjectReference,

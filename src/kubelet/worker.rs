@@ -541,8 +541,7 @@ impl Worker {
                 return;
             }
         };
-        let events = &self.k.events;
-        events.container(
+        self.k.events.container(
             pod,
             c,
             EventType::Normal,
