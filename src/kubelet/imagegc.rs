@@ -31,11 +31,6 @@ pub async fn run(k: Arc<Kubelet>) {
 }
 
 async fn round(k: &Kubelet, last_used: &mut HashMap<String, DateTime<Utc>>) -> anyhow::Result<()> {
-    let in_use = images_in_use(k).await?;
-    let now = Utc::now();
-    for name in &in_use {
-        last_used.insert(name.clone(), now);
-    }
     let store = k.runtime.images().clone();
     let (capacity, available) = node::disk_bytes(store.agent_dir());
     let Some(to_free) = bytes_to_free(
@@ -46,6 +41,13 @@ async fn round(k: &Kubelet, last_used: &mut HashMap<String, DateTime<Utc>>) -> a
     ) else {
         return Ok(());
     };
+    // Use is only looked at while the disk is full, so an idle node makes
+    // no API calls for this; ages count from when that began.
+    let in_use = images_in_use(k).await?;
+    let now = Utc::now();
+    for name in &in_use {
+        last_used.insert(name.clone(), now);
+    }
     let records = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.list()).await??
