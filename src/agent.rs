@@ -38,7 +38,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .cluster_cidr
         .parse::<ipnet::Ipv4Net>()
         .with_context(|| format!("the server sent a bad cluster CIDR {:?}", id.cluster_cidr))?;
-    let cfg = KubeletConfig::new(&args.node, &args.data_dir, req.node_ip, cluster_cidr, false);
+    let cfg = KubeletConfig::new(&args.node, &args.data_dir, req.node_ip, cluster_cidr, false)?;
     let tls = KubeletTls {
         serving_chain_pem: id.serving_cert,
         serving_key_pem: id.serving_key,

@@ -138,6 +138,34 @@ pub struct NodeArgs {
     /// Port of the kubelet API (logs, exec, attach, port-forward).
     #[arg(long, env = "KONE_KUBELET_PORT", default_value_t = 10250)]
     pub kubelet_port: u16,
+    #[command(flatten)]
+    pub ops: NodeOpsArgs,
+}
+
+/// How the node protects itself: pod limits, eviction, image GC.
+#[derive(Args, Debug, Clone)]
+pub struct NodeOpsArgs {
+    /// Most processes a pod may run (its pod cgroup's pids.max); -1: no limit.
+    #[arg(long, env = "KONE_POD_MAX_PIDS", default_value_t = -1, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
+    /// Hard eviction thresholds, upstream's syntax: `signal<quantity` or
+    /// `signal<percent%` for memory.available and nodefs.available.
+    #[arg(
+        long,
+        env = "KONE_EVICTION_HARD",
+        default_value = "memory.available<100Mi,nodefs.available<10%"
+    )]
+    pub eviction_hard: String,
+    /// Disk usage (percent) of the image filesystem that starts image GC.
+    #[arg(long, env = "KONE_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85)]
+    pub image_gc_high_threshold: u8,
+    /// Disk usage (percent) image GC frees down to.
+    #[arg(long, env = "KONE_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80)]
+    pub image_gc_low_threshold: u8,
+    /// How long an image must have gone unused before image GC may remove
+    /// it (`90s`, `2m`, `1h`).
+    #[arg(long, env = "KONE_MINIMUM_IMAGE_TTL_DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub minimum_image_ttl_duration: std::time::Duration,
 }
 
 impl NodeArgs {
@@ -514,6 +542,21 @@ fn file_args(
     Ok(out)
 }
 
+/// A duration as upstream's flags take the simple ones: `0`, `30s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid duration {s:?}: expected e.g. 30s, 2m, 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,5 +627,16 @@ mod tests {
         let a = server(parse(argv).expect("parse"));
         assert_eq!(a.kubeconfig_mode().expect("mode"), 0o644);
         assert_eq!(a.node_port_range().expect("range"), (30000, 32767));
+    }
+
+    #[test]
+    fn durations_like_upstream_flags() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("2d").is_err());
+        assert!(parse_duration("m").is_err());
     }
 }

@@ -118,7 +118,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     if !args.disable_agent {
         let node_client = client::in_process(app.clone(), node_user(&args.node.name()));
-        let cfg = kubelet_config(&args, advertise);
+        let cfg = kubelet_config(&args, advertise)?;
         let tls = kubelet_tls(&ident, &cfg)?;
         tokio::spawn(async move {
             if let Err(e) = crate::kubelet::run(cfg, node_client, registries, tls).await {
@@ -193,7 +193,10 @@ fn node_user(node: &str) -> identity::UserInfo {
 }
 
 /// The server's own node; its podCIDR comes from the node IPAM controller.
-fn kubelet_config(args: &ServerArgs, advertise: IpAddr) -> crate::kubelet::KubeletConfig {
+fn kubelet_config(
+    args: &ServerArgs,
+    advertise: IpAddr,
+) -> anyhow::Result<crate::kubelet::KubeletConfig> {
     crate::kubelet::KubeletConfig::new(
         &args.node,
         &args.data_dir,

@@ -41,6 +41,7 @@ struct RepeatKey {
     kind: String,
     namespace: String,
     name: String,
+    field_path: Option<String>,
     reason: String,
     message: String,
     type_: EventType,
@@ -83,7 +84,19 @@ impl Recorder {
     where
         K: Resource<DynamicType = ()>,
     {
-        let target = object_reference(obj);
+        self.record_reference(object_reference(obj), type_, reason, message)
+            .await
+    }
+
+    /// Records an event about what `target` points at, which may be a part
+    /// of an object (a kubelet's `spec.containers{name}`).
+    pub async fn record_reference(
+        &self,
+        target: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) {
         if let Err(error) = self.write(target, type_, reason, message).await {
             tracing::debug!(component = %self.component, reason, %error, "event not recorded");
         }
@@ -105,6 +118,7 @@ impl Recorder {
             kind: target.kind.clone().unwrap_or_default(),
             namespace: namespace.clone(),
             name: target.name.clone().unwrap_or_default(),
+            field_path: target.field_path.clone(),
             reason: reason.to_string(),
             message: message.to_string(),
             type_,

@@ -1,7 +1,8 @@
 //! Node lifecycle: a node whose kubelet stopped renewing its Lease (and
 //! posting status) for the grace period becomes Ready=Unknown with the
 //! unreachable taints, as upstream's node-lifecycle-controller does; once
-//! its kubelet reports Ready again the taints go.
+//! its kubelet reports Ready again the taints go. Pressure conditions the
+//! kubelet reports become NoSchedule taints (upstream's taint-by-condition).
 
 use std::time::Duration;
 
@@ -18,6 +19,12 @@ use super::informers::Informers;
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// Conditions that keep new pods away while True, and their taints.
+const CONDITION_TAINTS: [(&str, &str); 3] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
 const UNKNOWN_MESSAGE: &str = "Kubelet stopped posting node status.";
 const NEVER_MESSAGE: &str = "Kubelet never posted node status.";
 /// The conditions a kubelet posts, set Unknown when it goes silent.
@@ -36,10 +43,14 @@ fn grace() -> Duration {
 }
 
 fn ready_status(node: &Node) -> Option<&str> {
+    condition_status(node, "Ready")
+}
+
+fn condition_status<'a>(node: &'a Node, kind: &str) -> Option<&'a str> {
     node.status
         .iter()
         .flat_map(|s| s.conditions.iter().flatten())
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == kind)
         .map(|c| c.status.as_str())
 }
 
@@ -67,7 +78,8 @@ fn taints(node: &Node) -> Vec<Taint> {
 }
 
 /// The taints the node should carry for its Ready status: unreachable for
-/// Unknown, not-ready for False, neither for True.
+/// Unknown, not-ready for False, neither for True; and one NoSchedule taint
+/// per pressure condition that is True.
 fn wanted_taints(node: &Node, now: Timestamp) -> Vec<Taint> {
     let key = match ready_status(node) {
         Some("Unknown") => Some(UNREACHABLE),
@@ -88,6 +100,20 @@ fn wanted_taints(node: &Node, now: Timestamp) -> Vec<Taint> {
                     value: None,
                 });
             }
+        }
+    }
+    for (kind, key) in CONDITION_TAINTS {
+        let under = condition_status(node, kind) == Some("True");
+        let has = out.iter().any(|t| t.key == key && t.effect == "NoSchedule");
+        if under && !has {
+            out.push(Taint {
+                key: key.into(),
+                effect: "NoSchedule".into(),
+                time_added: None,
+                value: None,
+            });
+        } else if !under {
+            out.retain(|t| t.key != key);
         }
     }
     out
@@ -233,5 +259,28 @@ mod tests {
         let posted = unknown_conditions(&node("True", json!([])), now);
         assert_eq!(posted[0].reason.as_deref(), Some("NodeStatusUnknown"));
         assert_eq!(posted[1].reason.as_deref(), Some("NodeStatusNeverUpdated"));
+    }
+
+    #[test]
+    fn pressure_conditions_become_no_schedule_taints() {
+        let now = Timestamp::now();
+        let with = |pressure: &str, taints: serde_json::Value| -> Vec<String> {
+            let n: Node = serde_json::from_value(json!({"metadata": {"name": "n"},
+                "spec": {"taints": taints},
+                "status": {"conditions": [{"type": "Ready", "status": "True"},
+                    {"type": "MemoryPressure", "status": pressure}]}}))
+            .expect("node");
+            wanted_taints(&n, now)
+                .iter()
+                .map(|t| format!("{}:{}", t.key, t.effect))
+                .collect()
+        };
+        assert_eq!(
+            with("True", json!([])),
+            ["node.kubernetes.io/memory-pressure:NoSchedule"]
+        );
+        let tainted =
+            json!([{"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}]);
+        assert!(with("False", tainted).is_empty());
     }
 }

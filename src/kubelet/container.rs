@@ -502,7 +502,7 @@ pub async fn describe(
     let cpu_req = quantity_nanos(requests, "cpu").or_else(|| quantity_nanos(limits, "cpu"));
     d.resources.cpu_shares =
         Some(cpu_req.map_or(2, |n| ((n / 1_000_000) as u64 * 1024 / 1000).max(2)));
-    d.resources.oom_score_adj = Some(match cx.qos {
+    d.resources.oom_score_adj = Some(oom_floor().max(match cx.qos {
         "Guaranteed" => -997,
         "BestEffort" => 1000,
         _ => {
@@ -510,7 +510,7 @@ pub async fn describe(
             let total = node_memory_bytes().max(1) as i128;
             (1000 - 1000 * mem_req / total).clamp(2, 999) as i32
         }
-    });
+    }));
 
     let psc = pod
         .spec
@@ -567,6 +567,26 @@ pub fn requires_non_root(pod: &Pod, c: &Container) -> bool {
         .and_then(|s| s.run_as_non_root)
         .or_else(|| psc.and_then(|s| s.run_as_non_root))
         .unwrap_or(false)
+}
+
+/// The lowest oom_score_adj a container can get. Going below one's own
+/// takes CAP_SYS_RESOURCE, which some hosts (containers, sandboxes)
+/// withhold; there the container would fail to start, so it keeps ours.
+fn oom_floor() -> i32 {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let capable = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
+    if capable {
+        return -1000;
+    }
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn node_memory_bytes() -> u64 {

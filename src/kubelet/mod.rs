@@ -6,10 +6,16 @@ pub mod backoff;
 pub mod claims;
 pub mod container;
 pub mod etcfiles;
+pub mod events;
+pub mod eviction;
+pub mod fsgroup;
+pub mod grpcprobe;
 pub mod hooks;
+pub mod imagegc;
 pub mod logs;
 pub mod network;
 pub mod node;
+pub mod podcgroup;
 pub mod pods;
 pub mod probes;
 pub mod satoken;
@@ -42,6 +48,35 @@ pub struct KubeletConfig {
     pub kubelet_port: u16,
     /// A server's node carries the control-plane role labels.
     pub server_node: bool,
+    pub node_ops: NodeOps,
+}
+
+/// How the node protects itself (`--pod-max-pids`, `--eviction-hard`,
+/// `--image-gc-*-threshold`).
+#[derive(Debug, Clone)]
+pub struct NodeOps {
+    pub pod_max_pids: i64,
+    pub eviction_hard: Vec<eviction::Threshold>,
+    pub image_gc_high: u8,
+    pub image_gc_low: u8,
+    pub image_min_age: std::time::Duration,
+}
+
+impl NodeOps {
+    pub fn from_args(a: &crate::config::NodeOpsArgs) -> anyhow::Result<NodeOps> {
+        anyhow::ensure!(
+            a.image_gc_low_threshold <= a.image_gc_high_threshold
+                && a.image_gc_high_threshold <= 100,
+            "--image-gc-low-threshold must not exceed --image-gc-high-threshold (at most 100)"
+        );
+        Ok(NodeOps {
+            pod_max_pids: a.pod_max_pids,
+            eviction_hard: eviction::parse_thresholds(&a.eviction_hard)?,
+            image_gc_high: a.image_gc_high_threshold,
+            image_gc_low: a.image_gc_low_threshold,
+            image_min_age: a.minimum_image_ttl_duration,
+        })
+    }
 }
 
 impl KubeletConfig {
@@ -51,8 +86,8 @@ impl KubeletConfig {
         node_ip: IpAddr,
         cluster_cidr: Ipv4Net,
         server_node: bool,
-    ) -> KubeletConfig {
-        KubeletConfig {
+    ) -> anyhow::Result<KubeletConfig> {
+        Ok(KubeletConfig {
             node_name: node.name(),
             node_ip,
             data_dir: data_dir.to_path_buf(),
@@ -63,7 +98,8 @@ impl KubeletConfig {
             cluster_domain: node.cluster_domain.clone(),
             kubelet_port: node.kubelet_port,
             server_node,
-        }
+            node_ops: NodeOps::from_args(&node.ops)?,
+        })
     }
 
     /// Per-pod files the kubelet prepares: volumes, /etc/hosts, resolv.conf.
@@ -79,6 +115,8 @@ pub struct Kubelet {
     pub runtime: Arc<Runtime>,
     pub puller: Puller,
     pub network: network::PodNetwork,
+    pub events: events::PodEvents,
+    pub evictions: eviction::Evictions,
 }
 
 pub async fn run(
@@ -101,7 +139,9 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     node::register(&client, &cfg).await?;
     node::renew_lease(&client, &cfg).await?;
-    tokio::spawn(node::heartbeat(client.clone(), cfg.clone()));
+    let (pressure_tx, pressure_rx) = tokio::sync::watch::channel(node::Pressure::default());
+    tokio::spawn(node::heartbeat(client.clone(), cfg.clone(), pressure_rx));
+    let events = events::PodEvents::start(client.clone(), &cfg.node_name);
     let pod_cidr = node::pod_cidr(&client, &cfg).await?;
     let network = network::PodNetwork::new(
         &cfg.data_dir.join("agent").join("ipam"),
@@ -112,11 +152,15 @@ pub async fn run(
     let kubelet = Arc::new(Kubelet {
         cfg,
         client,
+        events,
+        evictions: eviction::Evictions::default(),
         runtime: Arc::new(runtime),
         puller,
         network,
     });
     let api = tokio::spawn(server::serve(kubelet.clone(), tls));
+    tokio::spawn(eviction::run(kubelet.clone(), pressure_tx));
+    tokio::spawn(imagegc::run(kubelet.clone()));
     tokio::select! {
         r = pods::run(kubelet) => r,
         r = api => r?,

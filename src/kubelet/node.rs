@@ -142,21 +142,11 @@ pub fn status(cfg: &KubeletConfig, pressure: &Pressure) -> Value {
     })
 }
 
-/// Node pressure as the eviction manager sees it (simple thresholds like
-/// upstream's defaults: memory.available<100Mi, nodefs.available<10%).
+/// Node pressure as the eviction manager (eviction.rs) last saw it.
 #[derive(Default, Clone, Copy, PartialEq, Debug)]
 pub struct Pressure {
     pub memory: bool,
     pub disk: bool,
-}
-
-pub fn pressure(cfg: &KubeletConfig) -> Pressure {
-    let (_, avail_kib) = memory_kib();
-    let (disk, free) = disk_bytes(&cfg.data_dir);
-    Pressure {
-        memory: avail_kib > 0 && avail_kib < 100 * 1024,
-        disk: disk > 0 && free * 10 < disk,
-    }
 }
 
 /// Creates the Node, or takes over the existing one (a restart keeps its
@@ -269,14 +259,18 @@ pub async fn renew_lease(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::
 
 /// Heartbeats until the process ends: the Lease every 10 s, the status
 /// every 10 s as well (cheap here, and conditions stay fresh).
-pub async fn heartbeat(client: kube::Client, cfg: std::sync::Arc<KubeletConfig>) {
+pub async fn heartbeat(
+    client: kube::Client,
+    cfg: std::sync::Arc<KubeletConfig>,
+    pressure: tokio::sync::watch::Receiver<Pressure>,
+) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tick.tick().await;
         if let Err(e) = renew_lease(&client, &cfg).await {
             tracing::warn!(error = %format!("{e:#}"), "renewing the node lease");
         }
-        let p = pressure(&cfg);
+        let p = *pressure.borrow();
         if let Err(e) = update_status(&client, &cfg, &p).await {
             tracing::warn!(error = %format!("{e:#}"), "updating the node status");
         }

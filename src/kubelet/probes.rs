@@ -1,4 +1,4 @@
-//! Liveness, readiness and startup probes (exec, httpGet, tcpSocket) with
+//! Liveness, readiness and startup probes (exec, httpGet, tcpSocket, grpc) with
 //! upstream's timing: initialDelaySeconds, periodSeconds, timeoutSeconds,
 //! successThreshold, failureThreshold. Results are kept per container run.
 
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::events::EventType;
 use super::Kubelet;
 use crate::runtime::shim::client::ShimClient;
 use crate::runtime::shim::protocol::ContainerState;
@@ -39,6 +40,8 @@ pub struct Prober {
 pub struct Verdicts {
     /// Container ids whose liveness or startup probe failed: restart them.
     pub kill: Vec<(String, String)>,
+    /// Events to record about containers: (container, type, reason, message).
+    pub events: Vec<(String, EventType, &'static str, String)>,
 }
 
 fn probe_of(c: &Container, kind: Kind) -> Option<&Probe> {
@@ -115,8 +118,21 @@ impl Prober {
                 continue;
             }
             track.last = Some(Instant::now());
-            let ok = run_probe(k, shim, pod_ip, c, &run.id, p).await;
-            if ok {
+            let outcome = run_probe(k, shim, pod_ip, c, &run.id, p).await;
+            let what = match kind {
+                Kind::Liveness => "Liveness",
+                Kind::Readiness => "Readiness",
+                Kind::Startup => "Startup",
+            };
+            if let Err(output) = &outcome {
+                verdicts.events.push((
+                    c.name.clone(),
+                    EventType::Warning,
+                    "Unhealthy",
+                    format!("{what} probe failed: {output}"),
+                ));
+            }
+            if outcome.is_ok() {
                 track.successes += 1;
                 track.failures = 0;
                 if track.successes >= p.success_threshold.unwrap_or(1).max(1) {
@@ -128,12 +144,17 @@ impl Prober {
                 if track.failures >= p.failure_threshold.unwrap_or(3).max(1) {
                     track.result = Some(false);
                     if kind != Kind::Readiness {
-                        let what = if kind == Kind::Liveness {
-                            "Liveness"
-                        } else {
-                            "Startup"
-                        };
                         tracing::info!(container = %c.name, id = %run.id, "{what} probe failed, restarting");
+                        verdicts.events.push((
+                            c.name.clone(),
+                            EventType::Normal,
+                            "Killing",
+                            format!(
+                                "Container {} failed {} probe, will be restarted",
+                                c.name,
+                                what.to_lowercase()
+                            ),
+                        ));
                         verdicts
                             .kill
                             .push((run.id.clone(), format!("{what} probe failed")));
@@ -177,6 +198,7 @@ fn port_of(c: &Container, port: &IntOrString) -> Option<u16> {
     }
 }
 
+/// One probe attempt; Err carries what upstream's event says about a failure.
 async fn run_probe(
     k: &Kubelet,
     shim: &ShimClient,
@@ -184,53 +206,77 @@ async fn run_probe(
     c: &Container,
     id: &str,
     p: &Probe,
-) -> bool {
+) -> Result<(), String> {
     let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1) as u64);
     let ip = pod_ip.unwrap_or("127.0.0.1").to_string();
     if let Some(e) = &p.exec {
         let args = e.command.clone().unwrap_or_default();
-        return exec(k, shim, id, args, timeout).await == Ok(0);
+        return match exec(k, shim, id, args.clone(), timeout).await {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(format!("command {args:?} exited with {code}")),
+            Err(e) if e == "timed out" => Err(format!(
+                "command {args:?} timed out after {}s",
+                timeout.as_secs()
+            )),
+            Err(e) => Err(e),
+        };
     }
     if let Some(h) = &p.http_get {
-        let Some(port) = port_of(c, &h.port) else {
-            return false;
-        };
+        let port = port_of(c, &h.port).ok_or_else(|| unknown_port(&h.port))?;
         let scheme = h.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
         let host = h.host.clone().unwrap_or(ip);
         let path = h.path.clone().unwrap_or_else(|| "/".into());
         let url = format!("{scheme}://{host}:{port}{path}");
-        let Ok(client) = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .timeout(timeout)
             .no_proxy()
             .tls_danger_accept_invalid_certs(true)
             .redirect(reqwest::redirect::Policy::limited(10))
             .build()
-        else {
-            return false;
-        };
+            .map_err(|e| e.to_string())?;
         let mut req = client.get(&url).header("User-Agent", "kube-probe/1.33");
         for hdr in h.http_headers.iter().flatten() {
             req = req.header(hdr.name.as_str(), hdr.value.as_str());
         }
         return match req.send().await {
-            Ok(r) => (200..400).contains(&r.status().as_u16()),
-            Err(_) => false,
+            Ok(r) if (200..400).contains(&r.status().as_u16()) => Ok(()),
+            Ok(r) => Err(format!(
+                "HTTP probe failed with statuscode: {}",
+                r.status().as_u16()
+            )),
+            Err(e) => Err(format!("Get \"{url}\": {}", root_cause(&e))),
         };
     }
     if let Some(t) = &p.tcp_socket {
-        let Some(port) = port_of(c, &t.port) else {
-            return false;
-        };
+        let port = port_of(c, &t.port).ok_or_else(|| unknown_port(&t.port))?;
         let host = t.host.clone().unwrap_or(ip);
-        return matches!(
-            tokio::time::timeout(
-                timeout,
-                tokio::net::TcpStream::connect((host.as_str(), port))
-            )
-            .await,
-            Ok(Ok(_))
-        );
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        return match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: connect: {e}")),
+            Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
+        };
     }
-    // gRPC probes are not supported yet: they never pass.
-    false
+    if let Some(g) = &p.grpc {
+        let port = u16::try_from(g.port).map_err(|_| format!("invalid port {}", g.port))?;
+        let service = g.service.as_deref().unwrap_or_default();
+        return super::grpcprobe::check(&ip, port, service, timeout).await;
+    }
+    Err("the probe has no handler".into())
+}
+
+fn unknown_port(port: &IntOrString) -> String {
+    match port {
+        IntOrString::Int(n) => format!("invalid port number: {n}"),
+        IntOrString::String(name) => format!("unknown port name {name:?}"),
+    }
+}
+
+/// The innermost error, which says what went wrong (connection refused, …).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }

@@ -121,9 +121,10 @@ pub fn initialized(pod: &Pod, states: &[ContainerState]) -> bool {
         .unwrap_or_default();
     inits.iter().all(|c| {
         let (latest, _) = runs(states, &c.name);
-        // A sidecar (restartPolicy Always) counts once it runs.
+        // A sidecar (restartPolicy Always) counts once it has started; its
+        // later restarts do not undo the pod's initialization.
         if c.restart_policy.as_deref() == Some("Always") {
-            latest.is_some_and(|l| l.status == Status::Running)
+            latest.is_some_and(|l| l.started_at.is_some())
         } else {
             succeeded(latest)
         }
@@ -169,6 +170,8 @@ pub enum PodFailure {
     Init,
     /// activeDeadlineSeconds passed.
     Deadline,
+    /// Node-pressure eviction, with its message.
+    Evicted(String),
 }
 
 pub fn compute(o: &Observed, failure: Option<&PodFailure>) -> Value {
@@ -259,6 +262,17 @@ pub fn compute(o: &Observed, failure: Option<&PodFailure>) -> Value {
     if failure == Some(&PodFailure::Deadline) {
         status["reason"] = json!("DeadlineExceeded");
         status["message"] = json!("Pod was active on the node longer than the specified deadline");
+    }
+    if let Some(PodFailure::Evicted(message)) = failure {
+        status["reason"] = json!("Evicted");
+        status["message"] = json!(message);
+        let target = json!({"type": "DisruptionTarget", "status": "True",
+            "reason": "TerminationByKubelet", "message": message,
+            "lastProbeTime": null, "lastTransitionTime": now});
+        if let Some(conds) = status["conditions"].as_array_mut() {
+            conds.retain(|c| c["type"] != "DisruptionTarget");
+            conds.push(target);
+        }
     }
     if let Some(ip) = o.pod_ip {
         status["podIP"] = json!(ip);

@@ -14,10 +14,11 @@ use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::container::{self, Context};
+use super::events::EventType;
 use super::probes::{Prober, Verdicts};
 use super::status::{self, Observed, PodFailure, Waiting};
-use super::volumes::{self, ConfigError};
-use super::{etcfiles, hooks, Kubelet};
+use super::volumes;
+use super::{etcfiles, fsgroup, hooks, podcgroup, Kubelet};
 use crate::runtime::containers::{ContainerDesc, SandboxDesc};
 use crate::runtime::shim::client::ShimClient;
 use crate::runtime::shim::protocol::{ContainerState, Status};
@@ -46,6 +47,8 @@ struct Worker {
     waiting: HashMap<String, Waiting>,
     image_ids: HashMap<String, String>,
     volumes: Option<(HashMap<String, std::path::PathBuf>, Instant)>,
+    /// The volumes were prepared once (fsGroup then owns the emptyDirs).
+    volumes_ready: bool,
     last_status: Option<Value>,
     failure: Option<PodFailure>,
     prober: Prober,
@@ -141,6 +144,7 @@ impl Worker {
             waiting: HashMap::new(),
             image_ids: HashMap::new(),
             volumes: None,
+            volumes_ready: false,
             last_status: None,
             failure: None,
             prober: Prober::default(),
@@ -175,8 +179,24 @@ impl Worker {
         if !terminal && self.failure.is_none() && self.past_deadline(pod) {
             tracing::info!(pod = %name(pod), "activeDeadlineSeconds passed; stopping the pod");
             self.failure = Some(PodFailure::Deadline);
+            self.k.events.pod(
+                pod,
+                EventType::Normal,
+                "DeadlineExceeded",
+                "Pod was active on the node longer than the specified deadline".into(),
+            );
             let grace = termination_grace(pod);
-            self.stop_all(&shim, grace).await;
+            self.stop_all(Some(pod), &shim, grace).await;
+        }
+        if !terminal && self.failure.is_none() {
+            if let Some(message) = self.k.evictions.take(&self.uid) {
+                self.k
+                    .events
+                    .pod(pod, EventType::Warning, "Evicted", message.clone());
+                self.failure = Some(PodFailure::Evicted(message));
+                // Hard thresholds allow no grace period, as upstream.
+                self.stop_all(Some(pod), &shim, 0).await;
+            }
         }
         if !terminal && self.failure.is_none() {
             self.refresh_volumes(pod).await;
@@ -196,11 +216,12 @@ impl Worker {
             return Ok(s.clone());
         }
         let spec = pod.spec.clone().unwrap_or_default();
-        let qos = self.qos.clone();
-        let parent = match qos.as_str() {
-            "Guaranteed" => format!("/kubepods/pod{}", self.uid),
-            other => format!("/kubepods/{}/pod{}", other.to_lowercase(), self.uid),
-        };
+        let parent = podcgroup::path(&self.qos, &self.uid);
+        let limits = podcgroup::limits(&spec, &self.qos, self.k.cfg.node_ops.pod_max_pids);
+        let cgroup = parent.clone();
+        blocking(move || podcgroup::apply(&cgroup, &limits))
+            .await
+            .map_err(|e| e.context("setting up the pod cgroup"))?;
         let desc = SandboxDesc {
             id: self.uid.clone(),
             name: pod.metadata.name.clone().unwrap_or_default(),
@@ -246,44 +267,72 @@ impl Worker {
         }
         let dir = self.k.cfg.pod_dir(&self.uid);
         match volumes::prepare(&self.k.client, pod, &dir).await {
-            Ok(v) => self.volumes = Some((v, Instant::now())),
+            Ok(v) => {
+                let first = !self.volumes_ready;
+                let (p, vols) = (pod.clone(), v.clone());
+                let owned = blocking(move || Ok(fsgroup::apply(&p, &vols, first)?)).await;
+                if let Err(e) = owned {
+                    tracing::warn!(pod = %name(pod), error = %format!("{e:#}"), "applying fsGroup to volumes");
+                }
+                self.volumes_ready = true;
+                self.volumes = Some((v, Instant::now()));
+            }
             Err(e) => {
                 tracing::debug!(pod = %name(pod), error = %e, "volumes not ready");
                 self.volumes = None;
-                self.config_error_all(pod, &e);
+                for c in all_containers(pod) {
+                    self.fail(pod, &c, "CreateContainerConfigError", &e.0);
+                }
             }
         }
     }
 
-    fn config_error_all(&mut self, pod: &Pod, e: &ConfigError) {
-        for c in all_containers(pod) {
-            self.waiting.insert(
-                c.name.clone(),
-                Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message: e.0.clone(),
-                },
-            );
-        }
-    }
-
-    /// Init containers in order, then the app containers.
+    /// Init containers in order, then the app containers. Sidecars (init
+    /// containers with restartPolicy Always) start in their turn, the next
+    /// init container once they have started, and are kept running until
+    /// the app containers are done for good.
     async fn run_containers(&mut self, pod: &Pod, shim: &ShimClient, states: &[ContainerState]) {
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec
             .restart_policy
             .clone()
             .unwrap_or_else(|| "Always".into());
+        if matches!(status::phase(pod, states, false), "Succeeded" | "Failed") {
+            self.stop_sidecars(pod, shim, states).await;
+            return;
+        }
+        let apps_begun = spec
+            .containers
+            .iter()
+            .any(|c| status::runs(states, &c.name).0.is_some());
         for c in spec.init_containers.clone().unwrap_or_default() {
-            let sidecar = c.restart_policy.as_deref() == Some("Always");
             let (latest, _) = status::runs(states, &c.name);
-            match latest {
-                Some(l) if l.status == Status::Exited && l.exit_code == Some(0) && !sidecar => {
-                    continue
+            if is_sidecar(&c) {
+                let up = match latest {
+                    None => {
+                        self.start(pod, shim, &c, 0).await;
+                        false
+                    }
+                    Some(l) if l.status == Status::Exited => {
+                        self.restart(pod, shim, &c, l).await;
+                        // One that ran (with no startup probe to pass) has
+                        // let the pod go on; its crash loop does not hold it.
+                        l.started_at.is_some() && c.startup_probe.is_none()
+                    }
+                    Some(l) => l.status == Status::Running && self.prober.started(&c, &l.id),
+                };
+                if !up && !apps_begun {
+                    return;
                 }
-                Some(l) if l.status == Status::Running && sidecar => continue,
+                continue;
+            }
+            if apps_begun {
+                continue;
+            }
+            match latest {
+                Some(l) if l.status == Status::Exited && l.exit_code == Some(0) => continue,
                 Some(l) if l.status == Status::Exited => {
-                    if policy == "Never" && !sidecar {
+                    if policy == "Never" {
                         self.failure = Some(PodFailure::Init);
                         return;
                     }
@@ -304,7 +353,7 @@ impl Worker {
                 Some(l) if l.status == Status::Created => {
                     let (s, id) = (shim.clone(), l.id.clone());
                     if let Err(e) = blocking(move || s.start(&id)).await {
-                        self.set_waiting(c, "RunContainerError", &format!("{e:#}"));
+                        self.fail(pod, c, "RunContainerError", &format!("{e:#}"));
                     }
                 }
                 Some(l) if l.status == Status::Exited => {
@@ -319,14 +368,35 @@ impl Worker {
         }
     }
 
-    fn set_waiting(&mut self, c: &Container, reason: &str, message: &str) {
-        self.waiting.insert(
-            c.name.clone(),
-            Waiting {
-                reason: reason.into(),
-                message: message.into(),
-            },
-        );
+    /// Sets why a container waits; true when that is news.
+    fn set_waiting(&mut self, c: &Container, reason: &str, message: &str) -> bool {
+        let w = Waiting {
+            reason: reason.into(),
+            message: message.into(),
+        };
+        let news = self.waiting.get(&c.name) != Some(&w);
+        self.waiting.insert(c.name.clone(), w);
+        news
+    }
+
+    /// A container that cannot start: waiting with `reason`, and, the first
+    /// time, upstream's `Failed` event (the reason alone for image errors,
+    /// whose message had its own event).
+    fn fail(&mut self, pod: &Pod, c: &Container, reason: &str, message: &str) {
+        if self.set_waiting(c, reason, message) {
+            let what = if reason.contains("Image") {
+                reason
+            } else {
+                message
+            };
+            self.k.events.container(
+                pod,
+                c,
+                EventType::Warning,
+                "Failed",
+                format!("Error: {what}"),
+            );
+        }
     }
 
     /// A new attempt after the back-off, keeping the previous run for
@@ -339,8 +409,8 @@ impl Worker {
         last: &ContainerState,
     ) {
         let now = Instant::now();
-        let due = match self.restart_at.get(&last.id) {
-            Some(at) => *at,
+        let (due, fresh) = match self.restart_at.get(&last.id) {
+            Some(at) => (*at, false),
             None => {
                 let at = self
                     .restart_backoff
@@ -348,7 +418,7 @@ impl Worker {
                     .or_default()
                     .fail(now);
                 self.restart_at.insert(last.id.clone(), at);
-                at
+                (at, true)
             }
         };
         if now < due {
@@ -366,6 +436,21 @@ impl Worker {
                 self.uid
             );
             self.set_waiting(c, "CrashLoopBackOff", &msg);
+            if fresh {
+                self.k.events.container(
+                    pod,
+                    c,
+                    EventType::Warning,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}_{}({})",
+                        c.name,
+                        pod.metadata.name.as_deref().unwrap_or_default(),
+                        pod.metadata.namespace.as_deref().unwrap_or_default(),
+                        self.uid
+                    ),
+                );
+            }
             return;
         }
         let s = shim.clone();
@@ -396,7 +481,7 @@ impl Worker {
         let etc = match etcfiles::write(&dir, pod, &self.k.cfg, self.pod_ip.as_deref()) {
             Ok(e) => e,
             Err(e) => {
-                self.set_waiting(c, "CreateContainerConfigError", &e.to_string());
+                self.fail(pod, c, "CreateContainerConfigError", &e.to_string());
                 return;
             }
         };
@@ -413,7 +498,7 @@ impl Worker {
         let desc = match container::describe(&cx, c, attempt).await {
             Ok(d) => d,
             Err(e) => {
-                self.set_waiting(c, "CreateContainerConfigError", &e.0);
+                self.fail(pod, c, "CreateContainerConfigError", &e.0);
                 return;
             }
         };
@@ -427,37 +512,57 @@ impl Worker {
                         self.uid,
                         c.name
                     );
-                    self.set_waiting(c, "CreateContainerConfigError", &msg);
+                    self.fail(pod, c, "CreateContainerConfigError", &msg);
                     return;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.set_waiting(c, "CreateContainerConfigError", &format!("{e:#}"));
+                    self.fail(pod, c, "CreateContainerConfigError", &format!("{e:#}"));
                     return;
                 }
             }
         }
-        self.create_and_start(shim, c, desc).await;
+        self.create_and_start(pod, shim, c, desc).await;
     }
 
-    async fn create_and_start(&mut self, shim: &ShimClient, c: &Container, desc: ContainerDesc) {
+    async fn create_and_start(
+        &mut self,
+        pod: &Pod,
+        shim: &ShimClient,
+        c: &Container,
+        desc: ContainerDesc,
+    ) {
         let (rt, s) = (self.k.runtime.clone(), shim.clone());
         let created = blocking(move || rt.create(&s, &desc)).await;
         let state = match created {
             Ok(st) => st,
             Err(e) => {
-                self.set_waiting(c, "CreateContainerError", &format!("{e:#}"));
+                self.fail(pod, c, "CreateContainerError", &format!("{e:#}"));
                 return;
             }
         };
+        self.k.events.container(
+            pod,
+            c,
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
         let (s, id) = (shim.clone(), state.id.clone());
         match blocking(move || s.start(&id)).await {
             Ok(_) => {
                 self.waiting.remove(&c.name);
+                self.k.events.container(
+                    pod,
+                    c,
+                    EventType::Normal,
+                    "Started",
+                    format!("Started container {}", c.name),
+                );
                 tracing::info!(container = %c.name, id = %state.id, attempt = state.attempt, "started container");
             }
             Err(e) => {
-                self.set_waiting(c, "RunContainerError", &format!("{e:#}"));
+                self.fail(pod, c, "RunContainerError", &format!("{e:#}"));
                 return;
             }
         }
@@ -475,6 +580,13 @@ impl Worker {
             .await
             {
                 tracing::warn!(container = %c.name, error = %msg, "postStart hook failed; killing the container");
+                self.k.events.container(
+                    pod,
+                    c,
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    format!("PostStartHook failed: {msg}"),
+                );
                 let (s, id) = (shim.clone(), state.id.clone());
                 let _ = blocking(move || s.stop(&id, 0, None)).await;
             }
@@ -497,23 +609,32 @@ impl Worker {
         let record = match present {
             Ok(r) => r,
             Err(e) => {
-                self.set_waiting(c, "InvalidImageName", &format!("{e:#}"));
+                self.fail(pod, c, "InvalidImageName", &format!("{e:#}"));
                 return false;
             }
         };
         if let Some(r) = &record {
             if policy != "Always" {
+                self.k.events.container(
+                    pod,
+                    c,
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                );
                 self.image_ids
                     .insert(c.name.clone(), format!("{}@{}", r.name, r.digest.as_str()));
                 return true;
             }
         }
         if policy == "Never" {
-            self.set_waiting(
-                c,
-                "ErrImageNeverPull",
-                &format!("Container image \"{image}\" is not present with pull policy of Never"),
-            );
+            let msg =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            if self.set_waiting(c, "ErrImageNeverPull", &msg) {
+                self.k
+                    .events
+                    .container(pod, c, EventType::Warning, "ErrImageNeverPull", msg);
+            }
             return false;
         }
         if let Some((_, until)) = self.pull_backoff.get(&c.name) {
@@ -523,13 +644,47 @@ impl Worker {
                     .get(&c.name)
                     .map(|w| w.message.clone())
                     .unwrap_or_default();
-                self.set_waiting(c, "ImagePullBackOff", &message);
+                if self.set_waiting(c, "ImagePullBackOff", &message) {
+                    self.k.events.container(
+                        pod,
+                        c,
+                        EventType::Normal,
+                        "BackOff",
+                        format!("Back-off pulling image \"{image}\""),
+                    );
+                    self.k.events.container(
+                        pod,
+                        c,
+                        EventType::Warning,
+                        "Failed",
+                        "Error: ImagePullBackOff".into(),
+                    );
+                }
                 return false;
             }
         }
+        self.k.events.container(
+            pod,
+            c,
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image \"{image}\""),
+        );
+        let began = Instant::now();
         let auth = pull_secret(&self.k.client, pod, &image).await;
         match self.k.puller.pull(&image, auth).await {
             Ok(r) => {
+                let took = began.elapsed();
+                self.k.events.container(
+                    pod,
+                    c,
+                    EventType::Normal,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{image}\" in {took:.3?} ({took:.3?} including waiting). Image size: {} bytes.",
+                        r.size
+                    ),
+                );
                 self.pull_backoff.remove(&c.name);
                 self.image_ids
                     .insert(c.name.clone(), format!("{}@{}", r.name, r.digest.as_str()));
@@ -546,7 +701,12 @@ impl Worker {
                 entry.1 = now + entry.0.delay().max(Duration::from_secs(10));
                 let msg = format!("Failed to pull image \"{image}\": {e:#}");
                 tracing::warn!(container = %c.name, error = %msg, "image pull failed");
-                self.set_waiting(c, "ErrImagePull", &msg);
+                self.k
+                    .events
+                    .container(pod, c, EventType::Warning, "Failed", msg.clone());
+                // Each attempt's failure is news, even with the same message.
+                self.waiting.remove(&c.name);
+                self.fail(pod, c, "ErrImagePull", &msg);
                 false
             }
         }
@@ -573,6 +733,12 @@ impl Worker {
                     &mut verdicts,
                 )
                 .await;
+        }
+        let containers = all_containers(pod);
+        for (name, type_, reason, message) in verdicts.events {
+            if let Some(c) = containers.iter().find(|c| c.name == name) {
+                self.k.events.container(pod, c, type_, reason, message);
+            }
         }
         let grace = termination_grace(pod);
         for (id, why) in verdicts.kill {
@@ -657,11 +823,22 @@ impl Worker {
                 .collect();
             let started = Instant::now();
             if let Some(pod) = pod {
+                for c in all_containers(pod) {
+                    if running.iter().any(|r| r.name == c.name) {
+                        self.k.events.container(
+                            pod,
+                            &c,
+                            EventType::Normal,
+                            "Killing",
+                            format!("Stopping container {}", c.name),
+                        );
+                    }
+                }
                 self.pre_stop(pod, &shim, &running, grace).await;
             }
             // The hooks used part of the grace period.
             let left = grace.saturating_sub(started.elapsed().as_secs());
-            self.stop_all(&shim, left).await;
+            self.stop_all(pod, &shim, left).await;
             if let Err(e) = blocking(move || shim.shutdown()).await {
                 tracing::warn!(error = %format!("{e:#}"), "removing the sandbox");
             }
@@ -691,20 +868,61 @@ impl Worker {
             >= limit
     }
 
-    /// Stops every running container of the sandbox within `grace` seconds.
-    async fn stop_all(&self, shim: &ShimClient, grace: u64) {
+    /// Stops every running container of the sandbox within `grace` seconds:
+    /// the others first, then the pod's sidecars, which serve them.
+    async fn stop_all(&self, pod: Option<&Pod>, shim: &ShimClient, grace: u64) {
+        let started = Instant::now();
         let s = shim.clone();
         let running = blocking(move || s.list()).await.unwrap_or_default();
-        let stops = running
+        let sidecars: Vec<String> = pod
+            .map(all_containers)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(is_sidecar)
+            .map(|c| c.name)
+            .collect();
+        let (last, first): (Vec<ContainerState>, Vec<ContainerState>) = running
             .into_iter()
             .filter(|c| c.status != Status::Exited)
-            .map(|c| {
+            .partition(|c| sidecars.contains(&c.name));
+        for group in [first, last] {
+            let left = grace.saturating_sub(started.elapsed().as_secs());
+            let stops = group.into_iter().map(|c| {
                 let s = shim.clone();
-                blocking(move || s.stop(&c.id, grace, None))
+                blocking(move || s.stop(&c.id, left, None))
             });
-        for r in futures::future::join_all(stops).await {
-            if let Err(e) = r {
-                tracing::warn!(error = %format!("{e:#}"), "stopping a container");
+            for r in futures::future::join_all(stops).await {
+                if let Err(e) = r {
+                    tracing::warn!(error = %format!("{e:#}"), "stopping a container");
+                }
+            }
+        }
+    }
+
+    /// Once the app containers are done for good, the sidecars stop too,
+    /// the last started first.
+    async fn stop_sidecars(&self, pod: &Pod, shim: &ShimClient, states: &[ContainerState]) {
+        let grace = termination_grace(pod);
+        let inits = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default();
+        for c in inits.iter().rev().filter(|c| is_sidecar(c)) {
+            let (latest, _) = status::runs(states, &c.name);
+            let Some(run) = latest.filter(|l| l.status != Status::Exited) else {
+                continue;
+            };
+            self.k.events.container(
+                pod,
+                c,
+                EventType::Normal,
+                "Killing",
+                format!("Stopping container {}", c.name),
+            );
+            let (s, id) = (shim.clone(), run.id.clone());
+            if let Err(e) = blocking(move || s.stop(&id, grace, None)).await {
+                tracing::warn!(error = %format!("{e:#}"), "stopping a sidecar");
             }
         }
     }
@@ -721,6 +939,13 @@ impl Worker {
                     hooks::run(&self.k, shim, self.pod_ip.as_deref(), c, &r.id, h, limit).await
                 {
                     tracing::warn!(container = %c.name, error = %msg, "preStop hook failed");
+                    self.k.events.container(
+                        pod,
+                        c,
+                        EventType::Warning,
+                        "FailedPreStopHook",
+                        format!("PreStopHook failed: {msg}"),
+                    );
                 }
             })
         });
@@ -758,6 +983,10 @@ fn termination_grace(pod: &Pod) -> u64 {
         .and_then(|s| s.termination_grace_period_seconds)
         .unwrap_or(30)
         .max(0) as u64
+}
+
+fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
 }
 
 fn all_containers(pod: &Pod) -> Vec<Container> {

@@ -75,6 +75,13 @@ pub fn pod_requests_non_zero(spec: &PodSpec) -> Resources {
     })
 }
 
+/// The pod's effective limits, summed and maxed like its requests.
+pub fn pod_limits(spec: &PodSpec) -> Resources {
+    pod_requests_with(spec, |c| {
+        from_map(c.resources.as_ref().and_then(|r| r.limits.as_ref()))
+    })
+}
+
 fn pod_requests_with(spec: &PodSpec, each: impl Fn(&Container) -> Resources) -> Resources {
     let mut total = Resources::new();
     for c in &spec.containers {

@@ -86,16 +86,22 @@ impl Server {
     /// pair inside it gives it a default route), with the project's test
     /// image in its airgap folder.
     pub fn start_node() -> Server {
-        Self::start_in_netns(true)
+        Self::start_in_netns(true, &[])
+    }
+
+    /// A node server (see [`Server::start_node`]) with extra environment
+    /// variables for the server process.
+    pub fn start_node_with_env(env: &[(&str, &str)]) -> Server {
+        Self::start_in_netns(true, env)
     }
 
     /// A control plane alone (`--disable-agent`) in its own network
     /// namespace, set up like `start_node`, for `kone agent`s to join.
     pub fn start_node_without_agent() -> Server {
-        Self::start_in_netns(false)
+        Self::start_in_netns(false, &[])
     }
 
-    fn start_in_netns(own_node: bool) -> Server {
+    fn start_in_netns(own_node: bool, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("config.yaml"), "").expect("config");
         std::fs::write(
@@ -117,7 +123,10 @@ impl Server {
             port: 6443,
             kubeconfig: dir.path().join("kubeconfig.yaml"),
             dir,
-            extra_env: vec![],
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             netns: Some(name),
             own_node,
         };
@@ -177,6 +186,7 @@ impl Server {
         if self.netns.is_some() && !self.own_node {
             cmd.arg("--disable-agent");
         } else if self.netns.is_some() {
+            node_ops_env(&mut cmd);
             cmd.arg("--node-name")
                 .arg("node1")
                 .arg("--run-dir")
@@ -249,6 +259,7 @@ impl Server {
             .env("KONE_LOG", "kone=debug,info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
+        node_ops_env(&mut cmd);
         Agent(cmd.spawn().expect("spawn kone agent"))
     }
 
@@ -353,6 +364,15 @@ impl Drop for Agent {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Test machines often have less than 10 % of their disk free: upstream's
+/// nodefs threshold and image GC watermarks would evict the tests' pods and
+/// delete their image. Tests of those set their own values (a server's
+/// extra_env comes after).
+fn node_ops_env(cmd: &mut Command) {
+    cmd.env("KONE_EVICTION_HARD", "memory.available<100Mi")
+        .env("KONE_IMAGE_GC_HIGH_THRESHOLD", "100");
 }
 
 pub fn assert_ok(out: &Output, what: impl std::fmt::Debug) {

@@ -177,6 +177,10 @@ fn default_container(c: &mut Obj) {
             default(p, "periodSeconds", json!(10));
             default(p, "successThreshold", json!(1));
             default(p, "failureThreshold", json!(3));
+            // Upstream defaults the service to "" (kubectl describe relies on it).
+            if let Some(g) = obj_mut(p, "grpc") {
+                default(g, "service", json!(""));
+            }
             default_handler(p);
         }
     }
