@@ -85,6 +85,8 @@ struct Opts {
     quick: bool,
     keep: bool,
     keep_revisions: String,
+    /// Run only the patch phase (for profiling the patch path).
+    only_patches: bool,
 }
 
 fn usage() -> &'static str {
@@ -92,7 +94,8 @@ fn usage() -> &'static str {
      \x20 --kone PATH          the kone binary to start (default target/release/kone)\n\
      \x20 --quick              10x smaller counts, for a smoke run\n\
      \x20 --keep               keep the temporary data dir (server.log, database)\n\
-     \x20 --keep-revisions N   KONE_COMPACT_KEEP_REVISIONS for the server (default 1000, the server default)"
+     \x20 --keep-revisions N   KONE_COMPACT_KEEP_REVISIONS for the server (default 1000, the server default)\n\
+     \x20 --only patches       run only the patch phase (for profiling the patch path)"
 }
 
 fn parse_args() -> Result<Opts> {
@@ -101,6 +104,7 @@ fn parse_args() -> Result<Opts> {
         quick: false,
         keep: false,
         keep_revisions: "1000".into(),
+        only_patches: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -124,6 +128,10 @@ fn parse_args() -> Result<Opts> {
             }
             "--quick" => opts.quick = true,
             "--keep" => opts.keep = true,
+            "--only" => match value("--only")?.as_str() {
+                "patches" => opts.only_patches = true,
+                other => bail!("--only: unknown phase {other:?}\n{}", usage()),
+            },
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -1228,6 +1236,52 @@ impl Report {
     }
 }
 
+/// The patch phase: strategic merge and server-side apply rows of the
+/// report, and their machine-readable keys.
+async fn patch_rows(
+    bench: &Arc<Bench>,
+    counts: &Counts,
+    rep: &mut Report,
+    all_ok: &mut bool,
+    q: &str,
+    rss_note: &dyn Fn(&str),
+) -> Vec<(String, f64)> {
+    let mut patch_keys = Vec::new();
+    for (kind, what, key) in [
+        (PatchKind::Strategic, "strategic-merge PATCH", "smp"),
+        (PatchKind::Apply, "server-side apply", "ssa"),
+    ] {
+        eprintln!("bench: {what} of 3-container Deployments at {PATCH_CLIENTS} clients{q}");
+        match phase_patches(bench, kind, counts.patches).await {
+            Ok(s) => {
+                rep.row(
+                    &format!("{what}/s, {PATCH_CLIENTS} clients"),
+                    format!("{:.0}", s.per_s()),
+                    ">= 2000",
+                    Some(s.per_s() >= 2000.0),
+                );
+                rep.row(
+                    &format!("{what} p50 / p99 (ms)"),
+                    format!("{:.1} / {:.1}", s.p(50.0), s.p(99.0)),
+                    "p99 <= 30",
+                    Some(s.p(99.0) <= 30.0),
+                );
+                patch_keys.push((format!("{key}_per_s_16"), s.per_s()));
+                patch_keys.push((format!("{key}_p50_ms_16"), s.p(50.0)));
+                patch_keys.push((format!("{key}_p99_ms_16"), s.p(99.0)));
+            }
+            Err(e) => {
+                *all_ok = false;
+                eprintln!("  FAILED: {e:#}");
+                rep.failed(&format!("{what}/s, {PATCH_CLIENTS} clients"), ">= 2000");
+            }
+        }
+        rss_note(&format!("the {what} phase"));
+    }
+
+    patch_keys
+}
+
 async fn run(
     opts: &Opts,
     layout: &Layout,
@@ -1261,6 +1315,24 @@ async fn run(
     };
     let mut all_ok = true;
     let q = if opts.quick { " (quick)" } else { "" };
+    let rss_note = |after: &str| {
+        if let Some((rss, _)) = rss_mb(pid) {
+            let anon = status_mb(pid, "RssAnon:").unwrap_or(f64::NAN);
+            let file = status_mb(pid, "RssFile:").unwrap_or(f64::NAN);
+            eprintln!("  server RSS after {after}: {rss:.1} MiB (anon {anon:.1}, file {file:.1})");
+        }
+    };
+    if opts.only_patches {
+        for (k, v) in patch_rows(&bench, &counts, &mut rep, &mut all_ok, q, &rss_note).await {
+            rep.key(&k, v);
+        }
+        let cpu = cpu_secs(pid).unwrap_or(f64::NAN) - cpu_start;
+        rep.row("server CPU during the run (s)", f1(cpu), "", None);
+        let errors = bench.errors.count.load(Ordering::Relaxed);
+        rep.row("request errors", errors.to_string(), "0", Some(errors == 0));
+        rep.print();
+        return Ok(all_ok && errors == 0);
+    }
 
     // Store size first, while the database holds little else.
     eprintln!(
@@ -1318,13 +1390,6 @@ async fn run(
         }
     }
 
-    let rss_note = |after: &str| {
-        if let Some((rss, _)) = rss_mb(pid) {
-            let anon = status_mb(pid, "RssAnon:").unwrap_or(f64::NAN);
-            let file = status_mb(pid, "RssFile:").unwrap_or(f64::NAN);
-            eprintln!("  server RSS after {after}: {rss:.1} MiB (anon {anon:.1}, file {file:.1})");
-        }
-    };
     rss_note("the store phase");
 
     let mut levels = Vec::new();
@@ -1440,38 +1505,7 @@ async fn run(
         }
     }
 
-    let mut patch_keys = Vec::new();
-    for (kind, what, key) in [
-        (PatchKind::Strategic, "strategic-merge PATCH", "smp"),
-        (PatchKind::Apply, "server-side apply", "ssa"),
-    ] {
-        eprintln!("bench: {what} of 3-container Deployments at {PATCH_CLIENTS} clients{q}");
-        match phase_patches(&bench, kind, counts.patches).await {
-            Ok(s) => {
-                rep.row(
-                    &format!("{what}/s, {PATCH_CLIENTS} clients"),
-                    format!("{:.0}", s.per_s()),
-                    ">= 2000",
-                    Some(s.per_s() >= 2000.0),
-                );
-                rep.row(
-                    &format!("{what} p50 / p99 (ms)"),
-                    format!("{:.1} / {:.1}", s.p(50.0), s.p(99.0)),
-                    "p99 <= 30",
-                    Some(s.p(99.0) <= 30.0),
-                );
-                patch_keys.push((format!("{key}_per_s_16"), s.per_s()));
-                patch_keys.push((format!("{key}_p50_ms_16"), s.p(50.0)));
-                patch_keys.push((format!("{key}_p99_ms_16"), s.p(99.0)));
-            }
-            Err(e) => {
-                all_ok = false;
-                eprintln!("  FAILED: {e:#}");
-                rep.failed(&format!("{what}/s, {PATCH_CLIENTS} clients"), ">= 2000");
-            }
-        }
-        rss_note(&format!("the {what} phase"));
-    }
+    let patch_keys = patch_rows(&bench, &counts, &mut rep, &mut all_ok, q, &rss_note).await;
 
     let (rss_after, rss_peak) = rss_mb(pid).unwrap_or((f64::NAN, f64::NAN));
     let anon_after = status_mb(pid, "RssAnon:").unwrap_or(f64::NAN);

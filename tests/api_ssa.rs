@@ -1,7 +1,7 @@
 //! Server-side apply and managedFields, with the real kubectl 1.33 and
 //! 1.27 (`apply --server-side`, `--force-conflicts`, `diff --server-side`,
-//! `get --show-managed-fields`, the client-side to server-side migration)
-//! and kube-rs `Patch::Apply`.
+//! `get --show-managed-fields`, the client-side to server-side migration,
+//! `apply --subresource=status`) and kube-rs `Patch::Apply`.
 
 mod common;
 
@@ -206,10 +206,31 @@ fn diff_dry_run_and_show_managed_fields() {
     let s = Server::start();
     assert_ok(&ssa(&s, "1.33", &manifest("d", false, "2"), &[]), "apply");
     let changed = manifest("d", false, "9");
-    let out = s.kubectl_stdin(None, &["diff", "--server-side", "-f", "-"], &changed);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("+          value: \"9\""), "{text}");
+    for version in ["1.33", "1.27"] {
+        let out = s.kubectl_stdin(
+            Some(version),
+            &["diff", "--server-side", "-f", "-"],
+            &changed,
+        );
+        assert_eq!(out.status.code(), Some(1), "{version}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("+          value: \"9\""),
+            "{version}: {text}"
+        );
+        assert!(
+            text.contains("-          value: \"2\""),
+            "{version}: {text}"
+        );
+        // no difference: exit 0, nothing printed
+        let same = s.kubectl_stdin(
+            Some(version),
+            &["diff", "--server-side", "-f", "-"],
+            &manifest("d", false, "2"),
+        );
+        assert_eq!(same.status.code(), Some(0), "{version}: {}", stderr(&same));
+        assert!(same.stdout.is_empty(), "{version}");
+    }
     // dry run: nothing stored
     assert_ok(&ssa(&s, "1.33", &changed, &["--dry-run=server"]), "dry run");
     let d = get(&s, "d");
@@ -230,6 +251,67 @@ fn diff_dry_run_and_show_managed_fields() {
     assert!(shown.contains("operation: Apply"), "{shown}");
     let hidden = s.ok(&["get", "deployment", "d", "-o", "yaml"]);
     assert!(!hidden.contains("managedFields"));
+}
+
+#[test]
+fn apply_to_the_status_subresource() {
+    let s = Server::start();
+    assert_ok(&ssa(&s, "1.33", &manifest("st", false, "2"), &[]), "apply");
+    let before = get(&s, "st");
+    let status = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: st
+spec:
+  replicas: 7
+status:
+  conditions:
+  - type: Probe
+    status: "True"
+    reason: Applied
+    message: set by a status apply
+"#;
+    let out = s.kubectl_stdin(
+        Some("1.33"),
+        &[
+            "apply",
+            "--server-side",
+            "--subresource=status",
+            "--field-manager=prober",
+            "-o",
+            "json",
+            "--show-managed-fields",
+            "-f",
+            "-",
+        ],
+        status,
+    );
+    assert_ok(&out, "status apply");
+    let d: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let probe = d["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Probe")
+        .expect("the applied condition")
+        .clone();
+    assert_eq!(probe["reason"], "Applied");
+    // the status subresource changes status only
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(generation(&d), generation(&before));
+    let e = entry(&d, "prober", "Apply").expect("prober Apply entry");
+    assert_eq!(e["subresource"], "status");
+    let owned = &e["fieldsV1"];
+    assert!(owned.get("f:spec").is_none(), "{owned}");
+    assert_eq!(
+        owned["f:status"]["f:conditions"][r#"k:{"type":"Probe"}"#]["f:reason"],
+        json!({}),
+        "{owned}"
+    );
+    // the main resource's apply entry is untouched
+    let main = entry(&d, "kubectl", "Apply").expect("kubectl Apply entry");
+    assert!(main.get("subresource").is_none());
+    assert!(main["fieldsV1"].get("f:status").is_none());
 }
 
 #[test]

@@ -114,7 +114,8 @@ pub fn prepare_update(info: &ResourceInfo, status_only: bool, old: &Value, new: 
             }
         }
     }
-    let old_meta = object::meta(old).cloned().unwrap_or_default();
+    let old_meta = object::meta(old);
+    let field = |k: &str| old_meta.and_then(|m| m.get(k));
     let spec_changed = spec_changed(info, old, new);
     let m = meta_mut(new);
     for k in [
@@ -126,32 +127,25 @@ pub fn prepare_update(info: &ResourceInfo, status_only: bool, old: &Value, new: 
         "namespace",
         "name",
     ] {
-        match old_meta.get(k) {
+        match field(k) {
             Some(v) => m.insert(k.to_string(), v.clone()),
             None => m.remove(k),
         };
     }
     m.remove("selfLink");
     if tracks_generation(info) && spec_changed {
-        let g = old_meta
-            .get("generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+        let g = field("generation").and_then(Value::as_i64).unwrap_or(0);
         m.insert("generation".into(), json!(g + 1));
     }
 }
 
 fn spec_changed(info: &ResourceInfo, old: &Value, new: &Value) -> bool {
-    if info.has_status {
-        object::spec_part(old) != object::spec_part(new)
+    let ignored = if info.has_status {
+        object::NOT_SPEC
     } else {
-        let content = |o: &Value| {
-            let mut c = o.as_object().cloned().unwrap_or_default();
-            c.remove("metadata");
-            c
-        };
-        content(old) != content(new)
-    }
+        &["metadata"]
+    };
+    !object::same_except(old, new, ignored)
 }
 
 /// Undo the generation bump of an update whose spec only looked changed

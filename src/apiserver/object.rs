@@ -55,19 +55,22 @@ pub fn is_deleting(obj: &Value) -> bool {
     meta(obj).is_some_and(|m| m.get("deletionTimestamp").is_some_and(|v| !v.is_null()))
 }
 
-/// Everything but metadata and status: what a generation counts changes of.
-pub fn spec_part(obj: &Value) -> Map<String, Value> {
-    obj.as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| {
-                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Whether two objects agree on every top-level field but those in
+/// `ignored` (compared in place: no copies of either side).
+pub fn same_except(a: &Value, b: &Value, ignored: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let kept =
+        |m: &'_ Map<String, Value>| m.keys().filter(|k| !ignored.contains(&k.as_str())).count();
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !ignored.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k) == Some(v))
 }
+
+/// What a generation counts changes of: everything but metadata and status.
+pub const NOT_SPEC: &[&str] = &["metadata", "status", "apiVersion", "kind"];
 
 /// RFC 3339 in seconds, UTC, as Kubernetes prints metav1.Time.
 pub fn now_rfc3339() -> String {
@@ -84,12 +87,42 @@ pub fn from_stored(bytes: &[u8], mod_revision: i64) -> Result<Value, serde_json:
 /// Encode an object for storage: the resourceVersion is the key's revision,
 /// so it is never stored inside the value.
 pub fn to_stored(obj: &Value) -> Vec<u8> {
-    let mut copy = obj.clone();
-    if let Some(m) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("selfLink");
+    serde_json::to_vec(&Stored(obj)).unwrap_or_default()
+}
+
+/// An object serialized as stored, without copying it first.
+struct Stored<'a>(&'a Value);
+
+/// Metadata the server derives on read: never stored.
+const NOT_STORED: &[&str] = &["resourceVersion", "selfLink"];
+
+impl serde::Serialize for Stored<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(top) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut out = s.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            match (k.as_str(), v) {
+                ("metadata", Value::Object(meta)) => out.serialize_entry(k, &StoredMeta(meta))?,
+                _ => out.serialize_entry(k, v)?,
+            }
+        }
+        out.end()
     }
-    serde_json::to_vec(&copy).unwrap_or_default()
+}
+
+struct StoredMeta<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for StoredMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            self.0
+                .iter()
+                .filter(|(k, _)| !NOT_STORED.contains(&k.as_str())),
+        )
+    }
 }
 
 /// Parse a client-given resourceVersion.
@@ -122,10 +155,15 @@ mod tests {
     }
 
     #[test]
-    fn spec_part_ignores_metadata_and_status() {
+    fn spec_comparison_ignores_metadata_and_status() {
         let a = json!({"metadata": {"name": "a"}, "spec": {"x": 1}, "status": {"y": 1}});
         let b = json!({"metadata": {"name": "b"}, "spec": {"x": 1}, "status": {"y": 2}});
-        assert_eq!(spec_part(&a), spec_part(&b));
+        assert!(same_except(&a, &b, NOT_SPEC));
+        let c = json!({"metadata": {"name": "a"}, "spec": {"x": 2}});
+        assert!(!same_except(&a, &c, NOT_SPEC));
+        let d = json!({"metadata": {"name": "a"}, "spec": {"x": 1}, "extra": true});
+        assert!(!same_except(&a, &d, NOT_SPEC));
+        assert!(!same_except(&d, &a, NOT_SPEC));
     }
 
     #[test]

@@ -41,12 +41,12 @@ impl PatchType {
 
     /// Apply the patch document to a JSON value.
     pub fn apply(self, target: &Value, patch: &[u8]) -> ApiResult<Value> {
-        let mut out = target.clone();
         match self {
             PatchType::Json => {
                 let ops: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| {
                     ApiError::bad_request(format!("error decoding JSON patch: {e}"))
                 })?;
+                let mut out = target.clone();
                 json_patch::patch(&mut out, &ops).map_err(|e| {
                     ApiError::new(
                         422,
@@ -56,12 +56,15 @@ impl PatchType {
                         ),
                     )
                 })?;
+                Ok(out)
             }
             PatchType::Merge => {
                 let doc: Value = serde_json::from_slice(patch).map_err(|e| {
                     ApiError::bad_request(format!("error decoding merge patch: {e}"))
                 })?;
+                let mut out = target.clone();
                 json_patch::merge(&mut out, &doc);
+                Ok(out)
             }
             PatchType::Strategic => {
                 let doc: Value = serde_json::from_slice(patch).map_err(|e| {
@@ -73,10 +76,9 @@ impl PatchType {
                         "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got \"application/strategic-merge-patch+json\")",
                     ));
                 };
-                out = strategic_merge(target, &doc, meta).map_err(ApiError::bad_request)?;
+                strategic_merge(target, &doc, meta).map_err(ApiError::bad_request)
             }
         }
-        Ok(out)
     }
 }
 
@@ -143,8 +145,7 @@ async fn apply(req: Request<'_>, body: Body) -> ApiResult<Response> {
     let force = req.query.flag("force");
     let mode = req.query.field_validation()?;
     let bytes = body::read(body).await?;
-    let mut config: Value = serde_yaml_ng::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let mut config = decode_apply(&bytes)?;
     if !config.is_object() {
         return Err(ApiError::bad_request(
             "the body of the request must be a YAML or JSON object",
@@ -204,6 +205,17 @@ async fn apply(req: Request<'_>, body: Body) -> ApiResult<Response> {
             }
         }
     }
+}
+
+/// An apply configuration is YAML; JSON (what kubectl and most clients
+/// send) is a subset of it that serde_json reads many times faster, so it
+/// is tried first.
+fn decode_apply(bytes: &[u8]) -> ApiResult<Value> {
+    if let Ok(v) = serde_json::from_slice(bytes) {
+        return Ok(v);
+    }
+    serde_yaml_ng::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
 }
 
 /// Upstream validates PatchOptions before anything else: 422 naming the

@@ -30,6 +30,11 @@ impl Filter {
         })
     }
 
+    /// No selectors: every object matches.
+    pub fn selects_all(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.labels
             .as_ref()

@@ -32,17 +32,17 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn event(&self, kind: &str, obj: &Value) -> Bytes {
+    fn event(&self, kind: &str, obj: Value) -> Bytes {
         let object = match self.output {
-            Output::Json => obj.clone(),
+            Output::Json => obj,
             Output::Table(v) => table::table_for(
                 &self.info,
-                std::slice::from_ref(obj),
-                json!({ "resourceVersion": object::meta_str(obj, "resourceVersion").unwrap_or("") }),
+                std::slice::from_ref(&obj),
+                json!({ "resourceVersion": object::meta_str(&obj, "resourceVersion").unwrap_or("") }),
                 v,
                 self.include,
             ),
-            Output::Metadata(v) => table::partial(obj, v),
+            Output::Metadata(v) => table::partial(&obj, v),
         };
         line(&json!({ "type": kind, "object": object }))
     }
@@ -75,15 +75,18 @@ fn translate(info: &ResourceInfo, filter: &Filter, ev: &Event) -> Option<(&'stat
         custom::to_served(info, &mut obj);
         Some(obj)
     };
-    let prev_matches = ev
-        .prev
-        .as_ref()
-        .and_then(|p| decode(p, p.mod_revision))
-        .is_some_and(|p| filter.matches(&p));
+    // Decoding the previous value only tells whether it was selected: a
+    // watch without selectors selected it anyway.
+    let prev_matches = |prev: &crate::datastore::KeyValue| {
+        filter.selects_all() || decode(prev, prev.mod_revision).is_some_and(|p| filter.matches(&p))
+    };
     match ev.kind {
         EventKind::Put => {
             let obj = decode(&ev.kv, ev.kv.mod_revision)?;
-            match (filter.matches(&obj), ev.prev.is_some() && prev_matches) {
+            match (
+                filter.matches(&obj),
+                ev.prev.as_ref().is_some_and(prev_matches),
+            ) {
                 (true, true) => Some(("MODIFIED", obj)),
                 (true, false) => Some(("ADDED", obj)),
                 (false, true) => Some(("DELETED", obj)),
@@ -143,7 +146,10 @@ pub async fn watch(req: Request<'_>) -> ApiResult<Response> {
     };
 
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let first: Vec<Bytes> = initial.iter().map(|o| encoder.event("ADDED", o)).collect();
+    let first: Vec<Bytes> = initial
+        .into_iter()
+        .map(|o| encoder.event("ADDED", o))
+        .collect();
     let store_rx = req.state.store.watch(&prefix, start_rev);
     let watches = req.state.metrics.watches.clone();
     let interval = req.state.bookmark_interval;
@@ -186,7 +192,7 @@ pub async fn watch(req: Request<'_>) -> ApiResult<Response> {
                     Some(Ok(ev)) => {
                         seen = ev.kv.mod_revision;
                         if let Some((kind, obj)) = translate(&encoder.info, &filter, &ev) {
-                            if tx.send(encoder.event(kind, &obj)).await.is_err() {
+                            if tx.send(encoder.event(kind, obj)).await.is_err() {
                                 return;
                             }
                         }

@@ -219,42 +219,54 @@ fn walk_changes(
 /// key by key, list maps item by item, sets as a union, the rest replaced.
 /// Items keep the configuration's order; live-only items follow.
 pub fn merge(live: &Value, config: &Value, ty: TyRef) -> Value {
+    let mut out = live.clone();
+    merge_into(&mut out, config, ty);
+    out
+}
+
+/// `merge` in place: the live object is copied once, not at every level.
+fn merge_into(live: &mut Value, config: &Value, ty: TyRef) {
     match (live, config) {
         (Value::Object(l), Value::Object(c)) if ty.granular_object() => {
-            let mut out = l.clone();
             for (k, cv) in c {
-                let merged = match l.get(k) {
-                    Some(lv) => merge(lv, cv, ty.field(k)),
-                    None => cv.clone(),
-                };
-                out.insert(k.clone(), merged);
+                match l.get_mut(k) {
+                    Some(lv) => merge_into(lv, cv, ty.field(k)),
+                    None => {
+                        l.insert(k.clone(), cv.clone());
+                    }
+                }
             }
-            Value::Object(out)
         }
         (Value::Array(l), Value::Array(c)) => match ty.list_kind() {
-            ListKind::Atomic => config.clone(),
+            ListKind::Atomic => *l = c.clone(),
             ListKind::Set => {
-                let mut out = c.clone();
-                out.extend(l.iter().filter(|v| !c.contains(v)).cloned());
-                Value::Array(out)
+                let live_only: Vec<Value> = std::mem::take(l)
+                    .into_iter()
+                    .filter(|v| !c.contains(v))
+                    .collect();
+                *l = c.clone();
+                l.extend(live_only);
             }
             ListKind::Map(keys) => {
-                let mut out: Vec<Value> = c
+                let old = std::mem::take(l);
+                *l = c
                     .iter()
-                    .map(|ci| match l.iter().find(|li| same_key(li, ci, keys)) {
-                        Some(li) => merge(li, ci, ty.item()),
+                    .map(|ci| match old.iter().find(|li| same_key(li, ci, keys)) {
+                        Some(li) => {
+                            let mut item = li.clone();
+                            merge_into(&mut item, ci, ty.item());
+                            item
+                        }
                         None => ci.clone(),
                     })
                     .collect();
-                out.extend(
-                    l.iter()
-                        .filter(|li| !c.iter().any(|ci| same_key(li, ci, keys)))
-                        .cloned(),
+                l.extend(
+                    old.into_iter()
+                        .filter(|li| !c.iter().any(|ci| same_key(li, ci, keys))),
                 );
-                Value::Array(out)
             }
         },
-        _ => config.clone(),
+        (live, _) => *live = config.clone(),
     }
 }
 
