@@ -11,7 +11,6 @@ pub mod serve;
 
 use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 pub const CACERTS_PATH: &str = "/cacerts";

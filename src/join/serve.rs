@@ -113,7 +113,7 @@ async fn node_identity(
     }
     match s.identity(&req).await {
         Ok(id) => {
-            tracing::info!(node = %req.node_name, ip = %req.node_ip, pod_cidr = %id.pod_cidr, "node joined");
+            tracing::info!(node = %req.node_name, ip = %req.node_ip, "node joined");
             Json(id).into_response()
         }
         Err(e) => {

@@ -57,7 +57,7 @@ pub fn pod_requests(spec: &PodSpec) -> Resources {
 }
 
 /// The pod's effective limits, combined as its requests are (what quota
-/// charges for `limits.*`).
+/// charges for `limits.*`, what the pod cgroup is limited to).
 pub fn pod_limits(spec: &PodSpec) -> Resources {
     pod_requests_with(spec, |c| {
         from_map(c.resources.as_ref().and_then(|r| r.limits.as_ref()))
@@ -72,13 +72,6 @@ pub fn pod_requests_non_zero(spec: &PodSpec) -> Resources {
         r.entry("cpu".into()).or_insert(DEFAULT_CPU_NANOS);
         r.entry("memory".into()).or_insert(DEFAULT_MEMORY_NANOS);
         r
-    })
-}
-
-/// The pod's effective limits, summed and maxed like its requests.
-pub fn pod_limits(spec: &PodSpec) -> Resources {
-    pod_requests_with(spec, |c| {
-        from_map(c.resources.as_ref().and_then(|r| r.limits.as_ref()))
     })
 }
 
