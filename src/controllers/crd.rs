@@ -15,16 +15,9 @@ use kube::runtime::watcher;
 use kube::Client;
 use serde_json::{json, Value};
 
+use super::retry::{self, Error};
 use crate::api::crd::{condition_true, set_condition, CLEANUP_FINALIZER};
 use crate::api::registry;
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Json(#[from] serde_json::Error),
-}
 
 fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
@@ -320,21 +313,12 @@ async fn reconcile(
     reconcile_names(&value, &api).await
 }
 
-fn error_policy(
-    _crd: Arc<CustomResourceDefinition>,
-    error: &Error,
-    _client: Arc<Client>,
-) -> Action {
-    tracing::warn!(%error, "CRD reconcile failed");
-    Action::requeue(Duration::from_millis(500))
-}
-
 pub async fn run(client: Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     // One at a time: accepting names reads what the others accepted.
     Controller::new(crds, watcher::Config::default())
         .with_config(Config::default().concurrency(1))
-        .run(reconcile, error_policy, Arc::new(client))
+        .run(reconcile, retry::soon, Arc::new(client))
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -27,6 +27,7 @@ use serde_json::json;
 use super::events::{EventType, Recorder};
 use super::informers::Informers;
 use super::pods;
+use super::retry::{self, Error};
 
 const SCHEDULED_AT: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// Upstream gives up on counting missed schedules past this many.
@@ -64,12 +65,6 @@ impl Clock {
         let ms = (at - self.now()).num_milliseconds().max(0) as f64 / self.speed;
         Duration::from_millis(ms as u64 + 100)
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
 }
 
 struct Ctx {
@@ -387,11 +382,6 @@ fn new_job(
     }
 }
 
-fn error_policy(_cj: Arc<CronJob>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "cronjob sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the CronJob controller until the process ends.
 pub async fn run(informers: Informers) {
     let client = informers.client();
@@ -407,7 +397,7 @@ pub async fn run(informers: Informers) {
     });
     Controller::for_shared_stream(cronjobs.changes(), cronjobs.store())
         .owns_shared_stream(jobs.changes())
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, retry::soon, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -24,14 +24,9 @@ use super::deployment::scaled;
 use super::events::{EventType, Recorder};
 use super::expectations::Expectations;
 use super::informers::Informers;
+use super::retry::{self, Error};
 use super::{pods, revisions, writes};
 use crate::scheduler::eligibility;
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-}
 
 struct Ctx {
     client: Client,
@@ -487,11 +482,6 @@ async fn update_status(
     Ok(next)
 }
 
-fn error_policy(_ds: Arc<DaemonSet>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "daemonset sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the DaemonSet controller until the process ends.
 pub async fn run(informers: Informers) {
     let client = informers.client();
@@ -530,7 +520,7 @@ pub async fn run(informers: Informers) {
                 .map(|ds| ObjectRef::from_obj(&**ds))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, retry::soon, ctx)
         .for_each(|_| async {})
         .await;
 }

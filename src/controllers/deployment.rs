@@ -24,17 +24,12 @@ use serde_json::json;
 use super::events::{EventType, Recorder};
 use super::informers::Informers;
 use super::pods;
+use super::retry::{self, Error};
 
 pub const HASH_LABEL: &str = "pod-template-hash";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-}
 
 struct Ctx {
     client: Client,
@@ -716,11 +711,6 @@ async fn update_status(
     Ok(requeue)
 }
 
-fn error_policy(_d: Arc<Deployment>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "deployment sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the Deployment controller until the process ends.
 pub async fn run(informers: Informers) {
     let client = informers.client();
@@ -743,7 +733,7 @@ pub async fn run(informers: Informers) {
                     .is_some_and(|s| pods::selects(&s.selector, rs.metadata.labels.as_ref()))
             })
         })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, retry::soon, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -25,6 +25,7 @@ use super::deployment::scaled;
 use super::events::{EventType, Recorder};
 use super::informers::Informers;
 use super::pods;
+use super::retry::{self, Error};
 
 /// How long an eviction may take before the pod counts again (upstream's
 /// DeletionTimeout).
@@ -33,12 +34,6 @@ const DELETION_TIMEOUT: Duration = Duration::from_secs(120);
 /// Budgets that depend on their controllers' scale are looked at again this
 /// often, since a scale change touches no pod.
 const RESYNC: Duration = Duration::from_secs(30);
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-}
 
 struct Ctx {
     client: Client,
@@ -307,11 +302,6 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     Ok(next.map_or_else(Action::await_change, Action::requeue))
 }
 
-fn error_policy(_pdb: Arc<PodDisruptionBudget>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "disruption budget sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the disruption controller until the process ends.
 pub async fn run(informers: Informers) {
     let client = informers.client();
@@ -338,7 +328,7 @@ pub async fn run(informers: Informers) {
                 .map(|b| ObjectRef::from_obj(&**b))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, retry::soon, ctx)
         .for_each(|_| async {})
         .await;
 }

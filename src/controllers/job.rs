@@ -23,14 +23,9 @@ use super::expectations::Expectations;
 use super::informers::Informers;
 use super::podfailure::{self, Verdict};
 use super::pods;
+use super::retry::{self, Error};
 
 const INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-}
 
 struct Ctx {
     client: Client,
@@ -396,11 +391,6 @@ async fn create_pod(
     }
 }
 
-fn error_policy(_job: Arc<Job>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "job sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the Job controller until the process ends.
 pub async fn run(informers: Informers) {
     let client = informers.client();
@@ -416,7 +406,7 @@ pub async fn run(informers: Informers) {
     });
     Controller::for_shared_stream(jobs.changes(), jobs.store())
         .owns_shared_stream(pod_informer.changes())
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, retry::soon, ctx)
         .for_each(|_| async {})
         .await;
 }

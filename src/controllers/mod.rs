@@ -21,6 +21,7 @@ pub mod podfailure;
 pub mod pods;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod retry;
 pub mod revisions;
 pub mod statefulset;
 pub mod tainteviction;

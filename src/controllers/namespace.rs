@@ -11,15 +11,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::Client;
 
+use super::retry::{self, Error};
 use crate::api::registry::{self, ResourceInfo};
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Json(#[from] serde_json::Error),
-}
 
 /// The namespaced kinds to clear, one per storage (a kind served at two
 /// versions is cleared once).
@@ -100,15 +93,10 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Er
     Ok(Action::await_change())
 }
 
-fn error_policy(_ns: Arc<Namespace>, error: &Error, _client: Arc<Client>) -> Action {
-    tracing::warn!(%error, "namespace reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
 pub async fn run(client: Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     Controller::new(namespaces, watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(client))
+        .run(reconcile, retry::soon, Arc::new(client))
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -20,15 +20,10 @@ use serde_json::json;
 
 use super::events::{EventType, Recorder};
 use super::informers::Informers;
+use super::retry::Error;
 
 /// Upstream's --horizontal-pod-autoscaler-sync-period.
 const SYNC_PERIOD: Duration = Duration::from_secs(15);
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-}
 
 struct Ctx {
     client: Client,

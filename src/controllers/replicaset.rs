@@ -19,16 +19,11 @@ use kube::{Client, Resource, ResourceExt};
 use super::events::{EventType, Recorder};
 use super::expectations::Expectations;
 use super::informers::{Informable, Informers};
+use super::retry::{self, Error};
 use super::{pods, writes};
 
 /// Upstream's cap on pods created or deleted in one sync.
 const BURST: usize = 500;
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-}
 
 /// What the loop needs of a replicated kind: ReplicaSets select with a
 /// label selector, ReplicationControllers with equality on a map; their
@@ -300,11 +295,6 @@ async fn update_status<K: Replicated>(
     Ok(next)
 }
 
-fn error_policy<K: Replicated>(_rs: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(kind = %K::kind(&()), %error, "sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the controller of one replicated kind until the process ends.
 pub async fn run<K: Replicated>(informers: Informers, component: &str) {
     let client = informers.client();
@@ -324,7 +314,7 @@ pub async fn run<K: Replicated>(informers: Informers, component: &str) {
         .watches_shared_stream(pod_informer.changes(), move |pod: Arc<Pod>| {
             pods::owners_of(&lookup, &pod.metadata, |rs: &K| rs.selects(&pod))
         })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, retry::soon, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -18,6 +18,7 @@ use crate::api::quota::{self, Usage};
 use crate::api::registry;
 
 use super::informers::Informers;
+use super::retry::{self, Error};
 
 /// Objects other than pods are not watched; their deletions are found by
 /// recounting this often (upstream resyncs every five minutes).
@@ -33,14 +34,6 @@ const LEGACY_KINDS: [&str; 7] = [
     "replicationcontrollers",
     "resourcequotas",
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Json(#[from] serde_json::Error),
-}
 
 /// The kinds (group, plural) a quota's resource names count.
 fn counted_kinds(hard: &[&str]) -> Vec<(String, String)> {
@@ -151,11 +144,6 @@ async fn reconcile(rq: Arc<ResourceQuota>, client: Arc<Client>) -> Result<Action
     }
 }
 
-fn error_policy(_rq: Arc<ResourceQuota>, error: &Error, _client: Arc<Client>) -> Action {
-    tracing::debug!(%error, "resource quota sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the resource quota controller until the process ends.
 pub async fn run(informers: Informers) {
     let quotas = informers.get::<ResourceQuota>();
@@ -174,7 +162,7 @@ pub async fn run(informers: Informers) {
                 .map(|q| ObjectRef::from_obj(&**q))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, error_policy, Arc::new(informers.client()))
+        .run(reconcile, retry::soon, Arc::new(informers.client()))
         .for_each(|_| async {})
         .await;
 }

@@ -26,16 +26,11 @@ use super::deployment::scaled;
 use super::events::{EventType, Recorder};
 use super::expectations::Expectations;
 use super::informers::Informers;
+use super::retry::{self, Error};
 use super::{pods, revisions, writes};
 
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-}
 
 struct Ctx {
     client: Client,
@@ -555,11 +550,6 @@ async fn update_status(
     Ok(next)
 }
 
-fn error_policy(_set: Arc<StatefulSet>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "statefulset sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the StatefulSet controller until the process ends.
 pub async fn run(informers: Informers) {
     let client = informers.client();
@@ -589,7 +579,7 @@ pub async fn run(informers: Informers) {
                     .is_some_and(|sp| pods::selects(&sp.selector, pod.metadata.labels.as_ref()))
             })
         })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, retry::soon, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -22,18 +22,13 @@ use serde_json::json;
 
 use super::events::{EventType, Recorder};
 use super::informers::Informers;
+use super::retry::{self, Error};
 use super::{localpath, pods, writes};
 use crate::api::quantity::parse_quantity;
 
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
 const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-}
 
 struct Ctx {
     client: Client,
@@ -379,11 +374,6 @@ async fn reconcile_volume(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Ac
     Ok(Action::await_change())
 }
 
-fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "volume binding sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the binder (claims and volumes) until the process ends; local-path
 /// volumes live under `storage_dir`.
 pub async fn run(informers: Informers, storage_dir: PathBuf) {
@@ -424,7 +414,7 @@ pub async fn run(informers: Informers, storage_dir: PathBuf) {
                 .map(|c| ObjectRef::from_obj(&**c))
                 .collect(),
         })
-        .run(reconcile_claim, error_policy, ctx.clone())
+        .run(reconcile_claim, retry::soon, ctx.clone())
         .for_each(|_| async {});
     let volume_store = volumes.store();
     let volume_loop = Controller::for_shared_stream(volumes.changes(), volumes.store())
@@ -449,7 +439,7 @@ pub async fn run(informers: Informers, storage_dir: PathBuf) {
                     .collect::<Vec<_>>()
             },
         )
-        .run(reconcile_volume, error_policy, ctx)
+        .run(reconcile_volume, retry::soon, ctx)
         .for_each(|_| async {});
     futures::join!(claim_loop, volume_loop);
 }
