@@ -597,3 +597,78 @@ spec:
         137
     );
 }
+
+#[test]
+fn pod_spec_details_reach_the_container() {
+    let s = Server::start_node();
+    apply(
+        &s,
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: conf}
+data: {app.conf: "setting=1", other: "unused"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: details}
+spec:
+  restartPolicy: Never
+  hostAliases:
+  - {ip: 10.1.2.3, hostnames: [foo.local, bar.local]}
+  dnsPolicy: None
+  dnsConfig:
+    nameservers: [10.9.9.9]
+    searches: [example.test]
+    options: [{name: ndots, value: "2"}]
+  volumes:
+  - {name: conf, configMap: {name: conf}}
+  containers:
+  - name: c
+    image: kone.test/busybox:1
+    securityContext: {readOnlyRootFilesystem: true, runAsUser: 1000, allowPrivilegeEscalation: false}
+    volumeMounts:
+    - {name: conf, mountPath: /etc/app.conf, subPath: app.conf}
+    command:
+    - sh
+    - -c
+    - |
+      echo "conf $(cat /etc/app.conf)"
+      echo "others $(ls /etc | grep -c other)"
+      echo "alias $(grep foo.local /etc/hosts)"
+      echo "resolv $(tr '\n' ' ' < /etc/resolv.conf)"
+      if touch /probe 2>/dev/null; then echo "root rw"; else echo "root ro"; fi
+      echo "uid $(id -u)"
+      echo "nnp $(grep NoNewPrivs /proc/self/status | tr -s ' \t' ' ')"
+      echo -n "all done" > /dev/termination-log
+"#,
+    );
+    let p = wait_pod(&s, "details", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let term = &container_status(&p, "c")["state"]["terminated"];
+    assert_eq!(term["message"], "all done", "{term}");
+    let lines = log_lines(&s, &p, "c");
+    let want = [
+        "conf setting=1",
+        "others 0",
+        "alias 10.1.2.3\tfoo.local\tbar.local",
+        "root ro",
+        "uid 1000",
+        "nnp NoNewPrivs: 1",
+    ];
+    for w in want {
+        assert!(lines.iter().any(|l| l == w), "want {w:?} in {lines:?}");
+    }
+    let resolv = lines
+        .iter()
+        .find(|l| l.starts_with("resolv "))
+        .expect("resolv line");
+    for w in [
+        "nameserver 10.9.9.9",
+        "search example.test",
+        "options ndots:2",
+    ] {
+        assert!(resolv.contains(w), "want {w:?} in {resolv:?}");
+    }
+}

@@ -480,6 +480,10 @@ pub async fn describe(
             std::fs::create_dir_all(dir).map_err(|e| ConfigError(e.to_string()))?;
         }
         std::fs::write(&file, b"").map_err(|e| ConfigError(e.to_string()))?;
+        // Writable by whatever user the container runs as, as upstream's
+        // kubelet makes it.
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .map_err(|e| ConfigError(e.to_string()))?;
         mounts.push(MountDesc {
             source: file,
             destination: term_path,
