@@ -314,3 +314,68 @@ fn selectors_anti_affinity_and_preemption() {
     let _ = s.kubectl(&["delete", "pod", "low", "--grace-period=0", "--force"]);
     assert_eq!(wait_bound(&s, "high"), "n1");
 }
+
+#[test]
+fn pods_follow_their_local_volumes_node_affinity() {
+    let s = Server::start();
+    // Node names sort before and after the volume's, so the test fails if
+    // the scheduler ignores the volume and picks by name or score alone.
+    for n in ["vol-a", "vol-b", "vol-c"] {
+        fake_node(&s, n, "4", "", "");
+    }
+    apply(
+        &s,
+        r#"apiVersion: v1
+kind: PersistentVolume
+metadata: {name: local-b}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  local: {path: /mnt/disk}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [vol-b]}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  resources: {requests: {storage: 1Gi}}
+"#,
+    );
+    wait_for("claim bound", Duration::from_secs(30), || {
+        let phase = s.ok(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]);
+        (phase.trim() == "Bound").then_some(())
+    });
+    for i in 0..3 {
+        let name = format!("uses-data-{i}");
+        apply(
+            &s,
+            &pod_manifest(
+                &name,
+                "100m",
+                "  volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]\n",
+            ),
+        );
+        assert_eq!(wait_bound(&s, &name), "vol-b");
+    }
+    // A volume on a node that is gone leaves its pods Pending, saying why.
+    s.ok(&["delete", "node", "vol-b"]);
+    apply(
+        &s,
+        &pod_manifest(
+            "stranded",
+            "100m",
+            "  volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]\n",
+        ),
+    );
+    let msg = wait_failed_scheduling(&s, "stranded");
+    assert!(
+        msg.contains("node(s) had volume node affinity conflict"),
+        "{msg}"
+    );
+}

@@ -1,11 +1,13 @@
 //! Delayed volume binding, the scheduler's part: a pod's claims of
 //! WaitForFirstConsumer classes that are not bound yet are told the chosen
 //! node (`volume.kubernetes.io/selected-node`), so a provisioner makes
-//! their volumes there. Unbound claims never keep a pod from a node.
+//! their volumes there. Unbound claims never keep a pod from a node; bound
+//! ones keep it on the nodes their volume's node affinity allows.
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -47,4 +49,22 @@ pub async fn select_node(client: &Client, pod: &Pod, node: &str) -> Result<(), k
         }
     }
     Ok(())
+}
+
+/// The required node affinity of the volumes bound to the pod's claims.
+pub fn volume_affinity(
+    pod: &Pod,
+    claims: &Store<PersistentVolumeClaim>,
+    volumes: &Store<PersistentVolume>,
+) -> Vec<NodeSelector> {
+    let ns = pod.namespace().unwrap_or_default();
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .filter_map(|c| claims.get(&ObjectRef::new(&c.claim_name).within(&ns)))
+        .filter_map(|claim| claim.spec.as_ref()?.volume_name.clone())
+        .filter_map(|name| volumes.get(&ObjectRef::new(&name)))
+        .filter_map(|pv| pv.spec.as_ref()?.node_affinity.as_ref()?.required.clone())
+        .collect()
 }

@@ -45,6 +45,7 @@ pub fn run(pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Result<(), Unfit>
     node_affinity(pod, node)?;
     node_ports(pod, node)?;
     resources_fit(pod, node)?;
+    volume_node_affinity(pod, node)?;
     spread::filter(pod, node, snap)?;
     interpod::filter(pod, node, snap)
 }
@@ -192,6 +193,22 @@ pub fn matches_node_selector(pod: &PodInfo, node: &NodeInfo) -> bool {
     selector_ok && required.is_none_or(|r| selector_matches(r, node))
 }
 
+/// VolumeBinding's check for bound claims: a local volume lives on the
+/// nodes its node affinity names.
+pub fn volume_node_affinity(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    if pod
+        .volume_affinity
+        .iter()
+        .all(|sel| selector_matches(sel, node))
+    {
+        Ok(())
+    } else {
+        Err(Unfit::unresolvable(
+            "node(s) had volume node affinity conflict",
+        ))
+    }
+}
+
 pub fn node_affinity(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
     if matches_node_selector(pod, node) {
         Ok(())
@@ -309,6 +326,22 @@ mod tests {
             "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}]}]}}}}),
         );
         assert!(node_affinity(&by_name, &n).is_ok());
+    }
+
+    #[test]
+    fn bound_volumes_keep_pods_on_their_nodes() {
+        let n = node(json!({"metadata": {"name": "n", "labels": {"disk": "ssd"}}}));
+        let mut p = pod(json!({}));
+        assert!(volume_node_affinity(&p, &n).is_ok());
+        let sel = |v: &str| {
+            serde_json::from_value(json!({"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "disk", "operator": "In", "values": [v]}]}]}))
+            .unwrap()
+        };
+        p.volume_affinity = vec![sel("ssd")];
+        assert!(volume_node_affinity(&p, &n).is_ok());
+        p.volume_affinity.push(sel("hdd"));
+        assert!(volume_node_affinity(&p, &n).is_err());
     }
 
     #[test]

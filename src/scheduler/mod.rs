@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -88,6 +88,8 @@ struct Scheduler {
     recorder: Recorder,
     pods: Store<Pod>,
     nodes: Store<Node>,
+    claims: Store<PersistentVolumeClaim>,
+    volumes: Store<PersistentVolume>,
     namespaces: Store<Namespace>,
     queue: Queue,
     /// uid → (node, pod) for bindings the informer may not show yet.
@@ -105,9 +107,13 @@ pub async fn run(informers: Informers) {
     let pods = informers.get::<Pod>();
     let nodes = informers.get::<Node>();
     let namespaces = informers.get::<Namespace>();
+    let claims = informers.get::<PersistentVolumeClaim>();
+    let volumes = informers.get::<PersistentVolume>();
     pods.ready().await;
     nodes.ready().await;
     namespaces.ready().await;
+    claims.ready().await;
+    volumes.ready().await;
     let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
     let mut s = Scheduler {
         recorder: Recorder::new(client.clone(), SCHEDULER_NAME),
@@ -115,6 +121,8 @@ pub async fn run(informers: Informers) {
         pods: pods.store(),
         nodes: nodes.store(),
         namespaces: namespaces.store(),
+        claims: claims.store(),
+        volumes: volumes.store(),
         queue: Queue::default(),
         assumed: HashMap::new(),
         last_seen: HashMap::new(),
@@ -230,7 +238,8 @@ impl Scheduler {
                 self.queue.forget(&key);
                 continue;
             };
-            let info = PodInfo::new(pod.clone());
+            let mut info = PodInfo::new(pod.clone());
+            info.volume_affinity = claims::volume_affinity(&pod, &self.claims, &self.volumes);
             match place(&info, &snap) {
                 Ok(i) => {
                     let node = snap.nodes[i].name().to_string();

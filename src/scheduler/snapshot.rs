@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, NodeSelector, Pod};
 
 use super::interpod;
 use super::resources::{self, Resources};
@@ -15,6 +15,8 @@ pub struct PodInfo {
     pub requests: Resources,
     pub non_zero: Resources,
     pub priority: i32,
+    /// The node affinity of the volumes its bound claims hold (local PVs).
+    pub volume_affinity: Vec<NodeSelector>,
 }
 
 impl PodInfo {
@@ -32,6 +34,7 @@ impl PodInfo {
             requests,
             non_zero,
             priority,
+            volume_affinity: Vec::new(),
         }
     }
 
