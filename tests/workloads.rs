@@ -1142,3 +1142,71 @@ spec:
     assert_eq!(jobs("forbid").len(), 1, "Forbid keeps its one running job");
     assert!(replaced.len() >= 3, "Replace made new jobs: {replaced:?}");
 }
+
+#[test]
+fn job_replaces_failed_pods_after_upstreams_back_off() {
+    let s = Server::start();
+    apply(
+        &s,
+        r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: backoff}
+spec:
+  backoffLimit: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox, command: ["false"]}]
+"#,
+    );
+    let first = wait_for_pods(&s, "job-name=backoff", 1);
+    // Failed as a kubelet reports it: the container's finishedAt is when
+    // the back-off starts.
+    let finished = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let patch = format!(
+        r#"{{"status":{{"phase":"Failed","containerStatuses":[{{"name":"c","image":"busybox","imageID":"","ready":false,"restartCount":0,
+            "state":{{"terminated":{{"exitCode":1,"reason":"Error","finishedAt":"{finished}"}}}}}}]}}}}"#
+    );
+    s.ok(&[
+        "patch",
+        "pod",
+        &first[0],
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+    let failed_at = std::time::Instant::now();
+    wait_until("the failure is counted", WAIT, || {
+        jsonpath(&s, "job", "backoff", "{.status.failed}") == "1"
+    });
+    // 10 s for the first failure: no replacement for a good while ...
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(failed_at.elapsed()));
+    assert_eq!(
+        wait_for_pods(&s, "job-name=backoff", 1).len(),
+        1,
+        "replaced too early"
+    );
+    // ... then one.
+    wait_until("replacement pod", WAIT, || {
+        pods(&s, "job-name=backoff", "{.status.phase}").len() == 2
+    });
+    assert!(
+        failed_at.elapsed() >= Duration::from_secs(8),
+        "{:?}",
+        failed_at.elapsed()
+    );
+}
+
+/// The names of the pods matching `selector`, once there are `n` of them.
+fn wait_for_pods(s: &Server, selector: &str, n: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    wait_until(&format!("{n} pods for {selector}"), WAIT, || {
+        names = pods(s, selector, "{.status.phase}")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        names.len() == n
+    });
+    names
+}

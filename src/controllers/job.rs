@@ -250,7 +250,17 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         let missing = usize::try_from(want)
             .unwrap_or(0)
             .saturating_sub(active.len());
-        if missing > 0 {
+        // Upstream's pod failure back-off: 10 s doubling per counted
+        // failure, at most 6 min, from the last failure.
+        let backoff_left = last_failure(&owned)
+            .map(|at| {
+                let delay = backoff_delay(failed).as_secs() as i64;
+                at.as_second() + delay - now.as_second()
+            })
+            .filter(|left| *left > 0);
+        if let (true, Some(left)) = (missing > 0, backoff_left) {
+            requeue = Some(Duration::from_secs(left as u64));
+        } else if missing > 0 {
             let taken: BTreeSet<i32> = active
                 .iter()
                 .filter_map(|p| index_of(p))
@@ -411,9 +421,42 @@ pub async fn run(informers: Informers) {
         .await;
 }
 
+/// 10 s doubling per failure, capped at 6 min (upstream's DefaultJobPodFailureBackOff
+/// and MaxJobPodFailureBackOff).
+fn backoff_delay(failures: i32) -> Duration {
+    if failures <= 0 {
+        return Duration::ZERO;
+    }
+    let doublings = u32::try_from(failures - 1).unwrap_or(0).min(6);
+    Duration::from_secs(10u64 << doublings).min(Duration::from_secs(360))
+}
+
+/// When the latest failed pod's last container finished.
+fn last_failure(pods: &[Arc<Pod>]) -> Option<Timestamp> {
+    pods.iter()
+        .filter(|p| phase(p) == "Failed")
+        .flat_map(|p| {
+            p.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+        })
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::compress;
+    use super::{backoff_delay, compress};
+
+    #[test]
+    fn failure_backoff_doubles_to_six_minutes() {
+        let secs = |n| backoff_delay(n).as_secs();
+        assert_eq!([secs(0), secs(1), secs(2), secs(3)], [0, 10, 20, 40]);
+        assert_eq!(secs(6), 320);
+        assert_eq!(secs(7), 360);
+        assert_eq!(secs(1000), 360);
+    }
 
     #[test]
     fn completed_indexes_compress_to_ranges() {
