@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
     PodTemplateSpec, Toleration,
 };
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -364,32 +364,7 @@ async fn apply(
             .get_or_insert_with(BTreeMap::new)
             .insert(revisions::HASH_LABEL.into(), hash.into());
         pin_to_node(&mut pod, node);
-        match api.create(&PostParams::default(), &pod).await {
-            Ok(p) => {
-                let name = p.name_any();
-                ctx.recorder
-                    .record(
-                        ds,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        &format!("Created pod: {name}"),
-                    )
-                    .await;
-                created.insert(name);
-            }
-            Err(e) => {
-                let msg = writes::message(&e);
-                ctx.recorder
-                    .record(
-                        ds,
-                        EventType::Warning,
-                        "FailedCreate",
-                        &format!("Error creating: {msg}"),
-                    )
-                    .await;
-                return Err(e.into());
-            }
-        }
+        created.insert(pods::create(&api, &ctx.recorder, ds, &pod).await?);
     }
     let victims = plan
         .delete

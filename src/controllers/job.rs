@@ -12,7 +12,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
@@ -370,35 +370,7 @@ async fn create_pod(
             }
         }
     }
-    match api.create(&PostParams::default(), &pod).await {
-        Ok(p) => {
-            let name = p.name_any();
-            ctx.recorder
-                .record(
-                    job,
-                    EventType::Normal,
-                    "SuccessfulCreate",
-                    &format!("Created pod: {name}"),
-                )
-                .await;
-            Ok(name)
-        }
-        Err(e) => {
-            let msg = match &e {
-                kube::Error::Api(s) => s.message.clone(),
-                other => other.to_string(),
-            };
-            ctx.recorder
-                .record(
-                    job,
-                    EventType::Warning,
-                    "FailedCreate",
-                    &format!("Error creating: {msg}"),
-                )
-                .await;
-            Err(e.into())
-        }
-    }
+    Ok(pods::create(api, &ctx.recorder, job, &pod).await?)
 }
 
 /// Runs the Job controller until the process ends.

@@ -1,6 +1,6 @@
 //! What the workload controllers share about the pods they own: controller
 //! references, selectors, readiness and availability, which pods to give
-//! up first, and creating a pod from a template.
+//! up first, and creating a pod from a template (with its events).
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -9,11 +9,14 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
+
+use super::events::{EventType, Recorder};
+use super::writes;
 
 /// The reference that makes `owner` the controller of an object.
 pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
@@ -140,6 +143,43 @@ pub fn from_template(template: &PodTemplateSpec, owner: OwnerReference, prefix: 
         },
         spec: template.spec.clone(),
         status: None,
+    }
+}
+
+/// Creates `pod` for `owner` and records upstream's event on the owner:
+/// SuccessfulCreate "Created pod: …" or FailedCreate "Error creating: …".
+/// Returns the created pod's name.
+pub async fn create<K: Resource<DynamicType = ()>>(
+    api: &Api<Pod>,
+    recorder: &Recorder,
+    owner: &K,
+    pod: &Pod,
+) -> Result<String, kube::Error> {
+    match api.create(&PostParams::default(), pod).await {
+        Ok(p) => {
+            let name = p.name_any();
+            recorder
+                .record(
+                    owner,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    &format!("Created pod: {name}"),
+                )
+                .await;
+            Ok(name)
+        }
+        Err(e) => {
+            let msg = writes::message(&e);
+            recorder
+                .record(
+                    owner,
+                    EventType::Warning,
+                    "FailedCreate",
+                    &format!("Error creating: {msg}"),
+                )
+                .await;
+            Err(e)
+        }
     }
 }
 

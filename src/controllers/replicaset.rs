@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
@@ -144,34 +144,15 @@ async fn create_pods<K: Replicated>(rs: &K, ctx: &Ctx, ns: &str, count: usize) -
     let mut failure = None;
     while left > 0 && failure.is_none() {
         let n = batch.min(left);
-        let pp = PostParams::default();
-        let results = futures::future::join_all((0..n).map(|_| api.create(&pp, &pod))).await;
+        let results =
+            futures::future::join_all((0..n).map(|_| pods::create(&api, &ctx.recorder, rs, &pod)))
+                .await;
         for result in results {
             match result {
-                Ok(p) => {
-                    let name = p.name_any();
-                    ctx.recorder
-                        .record(
-                            rs,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            &format!("Created pod: {name}"),
-                        )
-                        .await;
+                Ok(name) => {
                     created.insert(name);
                 }
-                Err(e) => {
-                    let msg = writes::message(&e);
-                    ctx.recorder
-                        .record(
-                            rs,
-                            EventType::Warning,
-                            "FailedCreate",
-                            &format!("Error creating: {msg}"),
-                        )
-                        .await;
-                    failure = Some(msg);
-                }
+                Err(e) => failure = Some(writes::message(&e)),
             }
         }
         left -= n;
