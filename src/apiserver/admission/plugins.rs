@@ -1,7 +1,8 @@
 //! Admission plugins that read other objects (upstream's LimitRanger,
-//! Priority, DefaultTolerationSeconds and ResourceQuota), run on create
-//! after an object's defaults and validation, in upstream's order: the
-//! mutating ones first, quota last, once the object is final.
+//! ServiceAccount, Priority, DefaultTolerationSeconds, DefaultStorageClass
+//! and ResourceQuota), run on create after an object's defaults and
+//! validation, in upstream's order: the mutating ones first, quota last,
+//! once the object is final.
 
 use serde_json::Value;
 
@@ -10,7 +11,7 @@ use crate::apiserver::object;
 use crate::apiserver::state::ApiState;
 use crate::apiserver::status::{qualified, ApiError, ApiResult};
 
-use super::{limit_range, priority, qos, quota, tolerations};
+use super::{default_class, limit_range, priority, qos, quota, service_account, tolerations};
 
 /// An object being created, as the plugins see it.
 pub struct Admitted<'a> {
@@ -24,8 +25,8 @@ pub struct Admitted<'a> {
 }
 
 impl Admitted<'_> {
-    fn is_pod(&self) -> bool {
-        self.info.group.is_empty() && self.info.kind == "Pod" && self.info.custom.is_none()
+    fn is_core(&self, kind: &str) -> bool {
+        self.info.group.is_empty() && self.info.kind == kind && self.info.custom.is_none()
     }
 
     /// An admission plugin's refusal: 403 `<resource> "<name>" is
@@ -54,7 +55,7 @@ pub async fn admit_create(
     obj: &mut Value,
     revalidate: impl FnOnce(&mut Value) -> ApiResult<()>,
 ) -> ApiResult<()> {
-    if a.is_pod() {
+    if a.is_core("Pod") {
         priority::admit(a, obj).await?;
         tolerations::admit(obj);
         if limit_range::default(a, obj).await? {
@@ -63,6 +64,10 @@ pub async fn admit_create(
             // after admission).
             obj["status"]["qosClass"] = serde_json::json!(qos::pod_qos_class(obj));
         }
+        service_account::admit(a, obj).await?;
+    }
+    if a.is_core("PersistentVolumeClaim") {
+        default_class::admit(&*a.state.store, obj).await?;
     }
     limit_range::check(a, obj).await?;
     quota::charge(a, obj).await

@@ -7,6 +7,9 @@
 use serde_json::{json, Value};
 
 use super::json::{each_obj_mut, Obj};
+use super::plugins::Admitted;
+use crate::apiserver::status::ApiResult;
+use crate::apiserver::{object, stored};
 
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -16,6 +19,23 @@ pub fn service_account_name(pod: &Value) -> &str {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .unwrap_or("default")
+}
+
+/// The plugin: the account's own automount setting is read from the store.
+pub async fn admit(a: &Admitted<'_>, pod: &mut Value) -> ApiResult<()> {
+    let sa_name = service_account_name(pod).to_string();
+    let sa = stored::core_object(
+        &*a.state.store,
+        "serviceaccounts",
+        Some(a.namespace),
+        &sa_name,
+    )
+    .await?;
+    let automount = sa
+        .as_ref()
+        .and_then(|sa| sa["automountServiceAccountToken"].as_bool());
+    mount_api_access(pod, automount, &object::random_suffix(5));
+    Ok(())
 }
 
 /// Adds the token volume and mounts to `pod`. `sa_automount` is the service

@@ -9,10 +9,9 @@ use super::read::render_one;
 use super::update::{record_fields, Fields};
 use super::Request;
 use crate::apiserver::admission::plugins::{self, Admitted};
-use crate::apiserver::admission::service_account;
 use crate::apiserver::object::{self, meta_mut};
 use crate::apiserver::status::{ApiError, ApiResult};
-use crate::apiserver::{admit, body, custom, lifecycle, stored};
+use crate::apiserver::{admit, body, custom, lifecycle};
 
 pub async fn create(req: Request<'_>, body: Body) -> ApiResult<Response> {
     let info = &*req.target.info;
@@ -78,9 +77,6 @@ pub async fn create_object(
     if let Some(ns) = &namespace {
         ensure_namespace_open(req, ns, &name).await?;
     }
-    if info.kind == "PersistentVolumeClaim" && info.group.is_empty() {
-        crate::apiserver::admission::default_class::admit(&*req.state.store, &mut obj).await?;
-    }
 
     lifecycle::prepare_create(info, &mut obj);
     admit::default_and_validate_create(info, &mut obj)?;
@@ -96,9 +92,6 @@ pub async fn create_object(
             admit::default_and_validate_create(info, o)
         })
         .await?;
-    }
-    if info.kind == "Pod" && info.group.is_empty() {
-        service_account_admission(req, &mut obj).await?;
     }
     record_fields(req, None, &mut obj, fields)?;
 
@@ -173,17 +166,4 @@ pub fn with_warnings(mut resp: Response, warnings: &[String]) -> ApiResult<Respo
         resp.headers_mut().append(http::header::WARNING, v);
     }
     Ok(resp)
-}
-
-/// The service account token volume upstream's ServiceAccount admission
-/// adds; the account's own automount setting is read from the store.
-async fn service_account_admission(req: &Request<'_>, pod: &mut Value) -> ApiResult<()> {
-    let ns = object::namespace(pod).unwrap_or("default").to_string();
-    let sa_name = service_account::service_account_name(pod).to_string();
-    let sa = stored::core_object(&*req.state.store, "serviceaccounts", Some(&ns), &sa_name).await?;
-    let automount = sa
-        .as_ref()
-        .and_then(|sa| sa["automountServiceAccountToken"].as_bool());
-    service_account::mount_api_access(pod, automount, &object::random_suffix(5));
-    Ok(())
 }
