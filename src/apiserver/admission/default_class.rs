@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use crate::apiserver::status::{ApiError, ApiResult};
-use crate::datastore::Backend;
+use super::plugins::{list_in, Admitted};
+use crate::apiserver::status::ApiResult;
 
 pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 
@@ -40,21 +40,12 @@ fn default_class(classes: &[Value]) -> Option<String> {
 }
 
 /// Sets the default class on a new claim that names none.
-pub async fn admit(store: &dyn Backend, claim: &mut Value) -> ApiResult<()> {
+pub async fn admit(a: &Admitted<'_>, claim: &mut Value) -> ApiResult<()> {
     if claim.pointer("/spec/storageClassName").is_some() {
         return Ok(());
     }
-    let info = crate::api::registry::lookup("storage.k8s.io", "v1", "storageclasses")
-        .ok_or_else(|| ApiError::internal("storageclasses are not registered"))?;
-    let listed = store
-        .list(&info.list_prefix(None), None, 0, None)
-        .await
-        .map_err(|e| ApiError::internal(format!("listing storage classes: {e}")))?;
-    let classes: Vec<Value> = listed
-        .items
-        .iter()
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-        .collect();
+    let (_, listed) = list_in(a.state, "storage.k8s.io", "v1", "storageclasses", None).await?;
+    let classes: Vec<Value> = listed.into_iter().map(|(c, _)| c).collect();
     if let (Some(class), Some(spec)) = (
         default_class(&classes),
         claim.get_mut("spec").and_then(Value::as_object_mut),

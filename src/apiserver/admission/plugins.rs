@@ -6,10 +6,10 @@
 
 use serde_json::Value;
 
-use crate::api::registry::{self, ResourceInfo};
-use crate::apiserver::object;
+use crate::api::registry::ResourceInfo;
 use crate::apiserver::state::ApiState;
 use crate::apiserver::status::{qualified, ApiError, ApiResult};
+use crate::apiserver::{object, stored};
 
 use super::{default_class, limit_range, priority, qos, quota, service_account, tolerations};
 
@@ -67,7 +67,7 @@ pub async fn admit_create(
         service_account::admit(a, obj).await?;
     }
     if a.is_core("PersistentVolumeClaim") {
-        default_class::admit(&*a.state.store, obj).await?;
+        default_class::admit(a, obj).await?;
     }
     limit_range::check(a, obj).await?;
     quota::charge(a, obj).await
@@ -81,8 +81,7 @@ pub async fn list_in(
     plural: &str,
     namespace: Option<&str>,
 ) -> ApiResult<(std::sync::Arc<ResourceInfo>, Vec<(Value, i64)>)> {
-    let info = registry::lookup(group, version, plural)
-        .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+    let info = stored::info(group, version, plural)?;
     let listed = state
         .store
         .list(&info.list_prefix(namespace), None, 0, None)

@@ -136,8 +136,7 @@ pub async fn create_object(
 
 /// Objects go only into namespaces that exist and are not being deleted.
 async fn ensure_namespace_open(req: &Request<'_>, ns: &str, name: &str) -> ApiResult<()> {
-    let namespaces = crate::api::registry::lookup("", "v1", "namespaces")
-        .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
+    let namespaces = crate::apiserver::stored::info("", "v1", "namespaces")?;
     let kv = req.state.store.get(&namespaces.key(None, ns)).await?;
     let Some(kv) = kv else {
         return Err(ApiError::not_found(&namespaces, ns));

@@ -133,8 +133,7 @@ async fn budgets_of(req: &Request<'_>, pod: &Pod) -> ApiResult<Vec<(Value, i64)>
 
 /// The request that writes a budget's status.
 fn budget_status_request<'a>(req: &Request<'a>, name: &str) -> ApiResult<Request<'a>> {
-    let info = crate::api::registry::lookup("policy", "v1", "poddisruptionbudgets")
-        .ok_or_else(|| ApiError::internal("poddisruptionbudgets are not registered"))?;
+    let info = crate::apiserver::stored::info("policy", "v1", "poddisruptionbudgets")?;
     Ok(Request {
         state: req.state,
         user: req.user,

@@ -10,7 +10,6 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::Request;
-use crate::api::registry;
 use crate::apiserver::object;
 use crate::apiserver::status::{ApiError, ApiResult};
 
@@ -61,8 +60,7 @@ pub fn container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<Stri
 
 /// The node's InternalIP (bracketed if IPv6) and kubelet port, from its Node.
 pub async fn address(req: &Request<'_>, node: &str) -> ApiResult<(String, i64)> {
-    let info = registry::lookup("", "v1", "nodes")
-        .ok_or_else(|| ApiError::internal("nodes are not registered"))?;
+    let info = crate::apiserver::stored::info("", "v1", "nodes")?;
     let key = info.key(None, node);
     let kv = req
         .state

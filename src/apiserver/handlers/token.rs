@@ -8,7 +8,6 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::{json, read, Request};
-use crate::api::registry;
 use crate::apiserver::admission::field_error::FieldError;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::{body, object, stored};
@@ -115,8 +114,7 @@ async fn bound_object(req: &Request<'_>, plural: &str, ns: &str, r: &Value) -> A
     let obj =
         stored::core_object(&*req.state.store, plural, namespaced.then_some(ns), name).await?;
     let Some(obj) = obj else {
-        let info = registry::lookup("", "v1", plural)
-            .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+        let info = stored::info("", "v1", plural)?;
         return Err(ApiError::not_found(&info, name));
     };
     let uid = object::uid(&obj).to_string();
