@@ -9,6 +9,7 @@ mod ca;
 mod certs;
 pub(crate) mod fsutil;
 mod kubeconfig;
+mod node;
 mod sans;
 pub mod satoken;
 mod store;
@@ -18,6 +19,7 @@ mod tokenfile;
 mod user;
 
 pub use kubeconfig::{kubeconfig_yaml, kubeconfig_yaml_for, write_kubeconfig};
+pub use node::{node_cert_problem, KeptCert};
 pub use sans::{default_sans, SanConfig};
 pub use satoken::TokenIssuer;
 pub use store::{ensure_identity, Identity, ADMIN_GROUP, ADMIN_USER};

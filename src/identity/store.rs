@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::ca::Ca;
 use super::certs::{first_cert_der, issue_leaf, leaf_problem, parse_key, LeafSpec};
 use super::fsutil::{ensure_dir, read_optional, write_atomic};
+use super::node::{kubelet_serving_spec, node_client_spec};
 use super::sans::SanConfig;
 
 /// The user in the admin kubeconfig: kube-apiserver's superuser group.
@@ -59,49 +60,62 @@ impl Identity {
         name: &str,
         group: Option<&str>,
     ) -> anyhow::Result<(String, String)> {
-        let ca = Ca::from_pems(
-            self.client_ca_pem.clone(),
-            self.client_ca_key_pem.clone(),
-            "client CA",
-        )?;
         let spec = LeafSpec::Client {
             name: name.to_string(),
             group: group.map(str::to_string),
         };
-        let (cert, key) = issue_leaf(&spec, &ca.issuer()?)?;
-        Ok((cert + &ca.cert_pem, key))
+        self.issue_from_client_ca(&spec)
     }
 
     /// A serving certificate signed by the server CA (e.g. for a kubelet).
     /// Returns (certificate chain PEM, key PEM).
     pub fn issue_serving_cert(&self, sans: &SanConfig) -> anyhow::Result<(String, String)> {
-        let ca = Ca::from_pems(
-            self.server_ca_pem.clone(),
-            self.server_ca_key_pem.clone(),
-            "server CA",
-        )?;
-        let (cert, key) = issue_leaf(&LeafSpec::Serving(sans.clone()), &ca.issuer()?)?;
-        Ok((cert + &ca.cert_pem, key))
+        self.issue_from_server_ca(&LeafSpec::Serving(sans.clone()))
     }
 
-    /// A kubelet's serving certificate: its node name, localhost and its
-    /// InternalIP, so the API server can dial it by address.
+    /// A kubelet's serving certificate (see [`super::node`]).
     pub fn issue_kubelet_serving_cert(
         &self,
         node_name: &str,
         node_ip: std::net::IpAddr,
     ) -> anyhow::Result<(String, String)> {
-        let mut sans = SanConfig::default();
-        sans.add(node_name);
-        sans.add("localhost");
-        sans.add_ip(node_ip);
-        self.issue_serving_cert(&sans)
+        self.issue_from_server_ca(&kubelet_serving_spec(node_name, node_ip))
     }
 
-    /// A kubelet's client certificate: `system:node:<name>` in `system:nodes`.
+    /// A kubelet's client certificate (see [`super::node`]).
     pub fn issue_node_client_cert(&self, node_name: &str) -> anyhow::Result<(String, String)> {
-        self.issue_client_cert(&format!("system:node:{node_name}"), Some("system:nodes"))
+        self.issue_from_client_ca(&node_client_spec(node_name))
     }
+
+    fn issue_from_client_ca(&self, spec: &LeafSpec) -> anyhow::Result<(String, String)> {
+        issue_from(
+            &self.client_ca_pem,
+            &self.client_ca_key_pem,
+            "client CA",
+            spec,
+        )
+    }
+
+    fn issue_from_server_ca(&self, spec: &LeafSpec) -> anyhow::Result<(String, String)> {
+        issue_from(
+            &self.server_ca_pem,
+            &self.server_ca_key_pem,
+            "server CA",
+            spec,
+        )
+    }
+}
+
+/// A leaf from the CA `cert_pem`/`key_pem`, followed by that CA.
+fn issue_from(
+    cert_pem: &str,
+    key_pem: &str,
+    what: &str,
+    spec: &LeafSpec,
+) -> anyhow::Result<(String, String)> {
+    let ca = Ca::from_pems(cert_pem.to_string(), key_pem.to_string(), what)?;
+    let (cert, key) = issue_leaf(spec, &ca.issuer()?)?;
+    Ok((cert + &ca.cert_pem, key))
 }
 
 /// Load the identity from `tls_dir`, creating whatever is missing.

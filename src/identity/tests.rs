@@ -200,3 +200,62 @@ fn tls_config_offers_h2() {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     );
 }
+
+#[test]
+fn kept_node_certs_serve_only_their_node_and_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = ensure_identity(&dir.path().join("a"), &sans(&[])).unwrap();
+    let other = ensure_identity(&dir.path().join("b"), &sans(&[])).unwrap();
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    let (client_chain, client_key) = id.issue_node_client_cert("pi1").unwrap();
+    let (serving_chain, serving_key) = id.issue_kubelet_serving_cert("pi1", ip).unwrap();
+    let problem = |name: &str, ip: IpAddr, client_ca: &str, server_ca: &str| {
+        node_cert_problem(
+            name,
+            ip,
+            &KeptCert {
+                chain_pem: &client_chain,
+                key_pem: &client_key,
+                ca_pem: client_ca,
+            },
+            &KeptCert {
+                chain_pem: &serving_chain,
+                key_pem: &serving_key,
+                ca_pem: server_ca,
+            },
+        )
+    };
+    let (cca, sca) = (id.client_ca_pem.as_str(), id.server_ca_pem.as_str());
+    assert_eq!(problem("pi1", ip, cca, sca), None);
+    let renamed = problem("pi2", ip, cca, sca).unwrap();
+    assert!(
+        renamed.contains("client certificate: subject changed"),
+        "{renamed}"
+    );
+    let moved = problem("pi1", "192.0.2.8".parse().unwrap(), cca, sca).unwrap();
+    assert!(
+        moved.contains("serving certificate: SANs changed"),
+        "{moved}"
+    );
+    let rebuilt = problem("pi1", ip, cca, &other.server_ca_pem).unwrap();
+    assert!(
+        rebuilt.contains("not signed by the current CA"),
+        "{rebuilt}"
+    );
+    let broken = node_cert_problem(
+        "pi1",
+        ip,
+        &KeptCert {
+            chain_pem: &client_chain,
+            key_pem: &serving_key,
+            ca_pem: cca,
+        },
+        &KeptCert {
+            chain_pem: &serving_chain,
+            key_pem: &serving_key,
+            ca_pem: sca,
+        },
+    )
+    .unwrap();
+    assert!(broken.contains("does not match"), "{broken}");
+}
