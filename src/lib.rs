@@ -13,6 +13,7 @@ pub mod join;
 pub mod kubectl;
 pub mod kubelet;
 pub mod netinfo;
+pub mod reconnect;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

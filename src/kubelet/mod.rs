@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 
+use crate::reconnect;
 use crate::runtime::containers::Runtime;
 use crate::runtime::images::{Puller, RegistryConfig};
 
@@ -137,12 +138,18 @@ pub async fn run(
     }
     let puller = Puller::new(runtime.images().clone(), registries);
     let cfg = Arc::new(cfg);
-    node::register(&client, &cfg).await?;
-    node::renew_lease(&client, &cfg).await?;
+    // An agent may start while its server is down; its pods run on.
+    let (c, k) = (&client, &*cfg);
+    reconnect::until_reachable("registering the node", || async move {
+        node::register(c, k).await?;
+        node::renew_lease(c, k).await
+    })
+    .await?;
     let (pressure_tx, pressure_rx) = tokio::sync::watch::channel(node::Pressure::default());
     tokio::spawn(node::heartbeat(client.clone(), cfg.clone(), pressure_rx));
     let events = events::PodEvents::start(client.clone(), &cfg.node_name);
-    let pod_cidr = node::pod_cidr(&client, &cfg).await?;
+    let pod_cidr =
+        reconnect::until_reachable("reading the podCIDR", || node::pod_cidr(c, k)).await?;
     let network = network::PodNetwork::new(
         &cfg.data_dir.join("agent").join("ipam"),
         pod_cidr,

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
 
 use super::worker::{self, PodUpdate};
@@ -18,7 +19,8 @@ pub async fn run(kubelet: Arc<Kubelet>) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::all(kubelet.client.clone());
     let config =
         watcher::Config::default().fields(&format!("spec.nodeName={}", kubelet.cfg.node_name));
-    let mut stream = watcher::watcher(pods, config).boxed();
+    // Back-off: a server that went away is not hammered while it restarts.
+    let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
     let mut workers: HashMap<String, watch::Sender<PodUpdate>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
     while let Some(event) = stream.next().await {
