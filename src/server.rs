@@ -69,8 +69,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubelet_tls: Some(kubelet_client.1),
         sa_tokens: identity::TokenIssuer::load_or_create(&server_dir.join("tls"))?,
     });
-    let joining = crate::join::serve::JoinState::new(ident.clone(), &token, args.cluster_cidr);
-    let app = router::router(state).merge(crate::join::serve::routes(Arc::new(joining)));
+    let api = router::router(state);
+    let joining = crate::join::serve::JoinState::new(
+        ident.clone(),
+        client::in_process(api.clone(), client::controller_user("kone-join")),
+        &token,
+        args.cluster_cidr,
+    );
+    let app = api.merge(crate::join::serve::routes(Arc::new(joining)));
 
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let tcp = tokio::net::TcpListener::bind(addr)

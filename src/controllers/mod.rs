@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod namespace_defaults;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod nodepassword;
 pub mod podautoscaler;
 pub mod podfailure;
 pub mod pods;
@@ -73,6 +74,7 @@ pub fn start(client: Client, settings: Settings) {
         loops.spawn(nodelifecycle::run(informers.clone()));
         loops.spawn(tainteviction::run(informers.clone()));
         loops.spawn(nodeipam::run(informers.clone(), cidr));
+        loops.spawn(nodepassword::run(informers.clone()));
         loops.spawn(gc::run(informers.clone()));
         loops.spawn(replicaset::run::<ReplicaSet>(
             informers.clone(),

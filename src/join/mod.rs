@@ -7,6 +7,7 @@
 //! server's calls with, and its podCIDR.
 
 pub mod client;
+pub mod password;
 pub mod serve;
 
 use std::net::IpAddr;
@@ -16,14 +17,16 @@ use serde::{Deserialize, Serialize};
 pub const CACERTS_PATH: &str = "/cacerts";
 pub const NODE_IDENTITY_PATH: &str = "/v1-kone/node-identity";
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinRequest {
     pub node_name: String,
     pub node_ip: IpAddr,
+    /// The agent's own random password (see password.rs).
+    pub node_password: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeIdentity {
     pub client_cert: String,

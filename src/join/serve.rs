@@ -12,21 +12,29 @@ use base64::Engine;
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
-use super::{JoinRequest, NodeIdentity, CACERTS_PATH, NODE_IDENTITY_PATH};
+use super::{password, JoinRequest, NodeIdentity, CACERTS_PATH, NODE_IDENTITY_PATH};
 use crate::identity::{parse_token_parts, Identity};
 
 pub struct JoinState {
     ident: Identity,
+    /// Reads and writes node-password Secrets.
+    client: kube::Client,
     secret_sha256: [u8; 32],
     cluster_cidr: Ipv4Net,
 }
 
 impl JoinState {
     /// `token` is the server's full token.
-    pub fn new(ident: Identity, token: &str, cluster_cidr: Ipv4Net) -> JoinState {
+    pub fn new(
+        ident: Identity,
+        client: kube::Client,
+        token: &str,
+        cluster_cidr: Ipv4Net,
+    ) -> JoinState {
         let secret = parse_token_parts(token).secret;
         JoinState {
             ident,
+            client,
             secret_sha256: Sha256::digest(secret.as_bytes()).into(),
             cluster_cidr,
         }
@@ -111,6 +119,24 @@ async fn node_identity(
         )
             .into_response();
     }
+    if req.node_password.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the join request carries no node password\n",
+        )
+            .into_response();
+    }
+    match password::admit(&s.client, &req.node_name, &req.node_password).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(node = %req.node_name, ip = %req.node_ip, "refused a join: the node password differs");
+            return (StatusCode::FORBIDDEN, name_taken(&req.node_name)).into_response();
+        }
+        Err(e) => {
+            tracing::warn!(node = %req.node_name, error = %format!("{e:#}"), "checking the node password");
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response();
+        }
+    }
     match s.identity(&req).await {
         Ok(id) => {
             tracing::info!(node = %req.node_name, ip = %req.node_ip, "node joined");
@@ -121,4 +147,16 @@ async fn node_identity(
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response()
         }
     }
+}
+
+/// What a second machine under a taken name is told, and how to fix it.
+fn name_taken(node: &str) -> String {
+    format!(
+        "node name {node:?} is already taken by another node (its node password differs): \
+         start this agent with another --node-name, or, if the old node is gone for good, \
+         delete it (kubectl delete node {node}) or its password secret \
+         ({}/{})\n",
+        password::NAMESPACE,
+        password::secret_name(node)
+    )
 }
