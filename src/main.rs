@@ -49,8 +49,15 @@ fn init_logging(debug: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // rustls-platform-verifier logs each certificate it rejects at ERROR;
     // the same failure comes back to kone as an error and is reported once.
-    if let Ok(quiet) = "rustls_platform_verifier=off".parse() {
-        filter = filter.add_directive(quiet);
+    // kube's client logs a refused connection at ERROR too, which reads as
+    // fatal while an agent is only waiting for its server to come back.
+    for quiet in [
+        "rustls_platform_verifier=off",
+        "kube_client::client::builder=off",
+    ] {
+        if let Ok(quiet) = quiet.parse() {
+            filter = filter.add_directive(quiet);
+        }
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -8,7 +8,8 @@ use std::future::Future;
 use std::time::Duration;
 
 const FIRST: Duration = Duration::from_secs(1);
-const MAX: Duration = Duration::from_secs(30);
+// A node reports within a heartbeat period (10 s) of its server coming back.
+const MAX: Duration = Duration::from_secs(10);
 
 /// `attempt` until it succeeds or fails with something other than an
 /// unreachable server; `what` names the step in the log lines.
