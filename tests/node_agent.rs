@@ -8,19 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{kubectl_path, wait_until, Server};
+use common::{kubectl_path, text, wait_until, Server};
 use serde_json::Value;
-
-fn server_token(s: &Server) -> String {
-    std::fs::read_to_string(s.data_dir().join("server/token"))
-        .expect("server token")
-        .trim()
-        .to_string()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// kubectl in the server's netns with a kubeconfig holding only `token`
 /// and the CA `ca_pem`: what a pod using its mounted credentials does.
@@ -56,7 +45,7 @@ fn rand_suffix() -> String {
 #[test]
 fn bad_tokens_do_not_join() {
     let s = Server::start_node_without_agent();
-    let token = server_token(&s);
+    let token = s.join_token();
     let (pinned, _) = token.rsplit_once(':').expect("full token");
     let secret = token.rsplit(':').next().unwrap();
     let wrong_ca = format!("K10{}::server:{secret}", "0".repeat(64));
@@ -77,7 +66,7 @@ fn bad_tokens_do_not_join() {
 #[test]
 fn agent_joins_and_runs_pods_reached_through_the_server() {
     let s = Server::start_node_without_agent();
-    let mut agent = s.spawn_agent("node2", &server_token(&s));
+    let mut agent = s.spawn_agent("node2", &s.join_token());
     wait_until("node2 Ready", Duration::from_secs(60), || {
         assert!(agent.exited().is_none(), "agent exited:\n{}", s.agent_log());
         let out = s.kubectl(&[

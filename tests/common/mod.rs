@@ -237,10 +237,34 @@ impl Server {
     /// (so the test image is there and the pods are cleaned up with the
     /// server's). Its log goes to agent.log.
     pub fn spawn_agent(&self, node: &str, token: &str) -> Agent {
+        self.spawn_agent_with(
+            node,
+            token,
+            [self.data_dir(), self.run_dir(), self.pod_log_dir()],
+            &self.dir.path().join("agent.log"),
+        )
+    }
+
+    /// `kone agent` as another machine in the same network namespace runs
+    /// it: data, run and pod-log folders of its own under `root`, its log
+    /// at `root/agent.log`. It has no test image, so it is for nodes that
+    /// run no pods.
+    pub fn spawn_other_agent(&self, node: &str, token: &str, root: &Path) -> Agent {
+        std::fs::create_dir_all(root).expect("the other agent's folder");
+        self.spawn_agent_with(
+            node,
+            token,
+            [root.join("data"), root.join("run"), root.join("pods")],
+            &root.join("agent.log"),
+        )
+    }
+
+    fn spawn_agent_with(&self, node: &str, token: &str, dirs: [PathBuf; 3], log: &Path) -> Agent {
+        let [data, run, pod_logs] = dirs;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("agent.log"))
+            .open(log)
             .expect("agent log file");
         let mut cmd = self.in_netns(env!("CARGO_BIN_EXE_kone"));
         cmd.arg("agent")
@@ -251,16 +275,24 @@ impl Server {
             .arg("--node-name")
             .arg(node)
             .arg("--data-dir")
-            .arg(self.data_dir())
+            .arg(data)
             .arg("--run-dir")
-            .arg(self.run_dir())
+            .arg(run)
             .arg("--pod-log-dir")
-            .arg(self.pod_log_dir())
+            .arg(pod_logs)
             .env("KONE_LOG", "kone=debug,info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         node_ops_env(&mut cmd);
         Agent(cmd.spawn().expect("spawn kone agent"))
+    }
+
+    /// The server's full join token, as `cat <data-dir>/server/token` shows it.
+    pub fn join_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("server/token"))
+            .expect("server token")
+            .trim()
+            .to_string()
     }
 
     pub fn agent_log(&self) -> String {
@@ -278,6 +310,11 @@ impl Server {
     /// Stop (SIGKILL) and start again on the same data dir and port.
     pub fn restart(&mut self) {
         self.kill9();
+        self.start_again();
+    }
+
+    /// Start again after [`Server::kill9`], on the same data dir and port.
+    pub fn start_again(&mut self) {
         self.spawn();
     }
 
@@ -458,6 +495,11 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Command output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 pub fn path_str(p: &Path) -> &str {
