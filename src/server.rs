@@ -126,8 +126,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let node_client = client::in_process(app.clone(), node_user(&args.node.name()));
         let cfg = kubelet_config(&args, advertise)?;
         let tls = kubelet_tls(&ident, &cfg)?;
+        let password = crate::agent::password::ensure(&args.data_dir.join("agent"))?;
+        let joining = client::in_process(app.clone(), client::controller_user("kone-join"));
         tokio::spawn(async move {
-            if let Err(e) = crate::kubelet::run(cfg, node_client, registries, tls).await {
+            // As if it had joined: the node name is bound to this machine,
+            // so an agent elsewhere cannot take it.
+            let node = async {
+                crate::join::password::claim(&joining, &cfg.node_name, &password).await?;
+                crate::kubelet::run(cfg, node_client, registries, tls).await
+            };
+            if let Err(e) = node.await {
                 tracing::error!(error = %format!("{e:#}"), "the node agent stopped");
             }
         });

@@ -232,3 +232,38 @@ fn a_second_machine_cannot_take_a_node_name_until_the_node_is_deleted() {
     );
     assert_eq!(secret_type(&s), "kone.io/node-password");
 }
+
+#[test]
+fn an_agent_cannot_take_the_servers_own_node_name() {
+    let s = Server::start_node();
+    wait_until("node1 Ready", Duration::from_secs(30), || {
+        ready_condition(&s, "node1").starts_with("True/")
+    });
+    assert_eq!(
+        get(
+            &s,
+            &[
+                "get",
+                "-n",
+                "kube-system",
+                "secret",
+                "node1.node-password.kone",
+                "-o",
+                "jsonpath={.type}"
+            ]
+        ),
+        "kone.io/node-password"
+    );
+    let other = s.dir.path().join("other");
+    let mut agent = s.spawn_other_agent("node1", &s.join_token(), &other);
+    wait_until("the agent to be refused", Duration::from_secs(30), || {
+        agent.exited().is_some()
+    });
+    assert!(!agent.exited().unwrap().success());
+    let log = std::fs::read_to_string(other.join("agent.log")).unwrap_or_default();
+    assert!(
+        log.contains(r#"node name "node1" is already taken by another node"#),
+        "{log}"
+    );
+    assert!(ready_condition(&s, "node1").starts_with("True/"));
+}

@@ -6,7 +6,7 @@
 //! changed.
 
 mod kept;
-mod password;
+pub(crate) mod password;
 
 use std::path::Path;
 

@@ -5,9 +5,15 @@
 
 use std::path::Path;
 
+use anyhow::Context;
+
 use crate::identity::fsutil::{read_optional, write_atomic};
 
+/// The node password under `agent_dir`, made if there is none (`kone
+/// server`'s own node keeps one too, as k3s's server does).
 pub fn ensure(agent_dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(agent_dir)
+        .with_context(|| format!("creating {}", agent_dir.display()))?;
     let path = agent_dir.join("node-password");
     if let Some(kept) = read_optional(&path)? {
         let kept = kept.trim();

@@ -50,6 +50,26 @@ pub async fn admit(client: &kube::Client, node: &str, password: &str) -> anyhow:
     bail!("{NAMESPACE}/{name} keeps changing")
 }
 
+/// [`admit`] as an error that says how to free the name when refused.
+pub async fn claim(client: &kube::Client, node: &str, password: &str) -> anyhow::Result<()> {
+    if admit(client, node, password).await? {
+        Ok(())
+    } else {
+        bail!("{}", name_taken(node))
+    }
+}
+
+/// What a second machine under a taken name is told, and how to fix it.
+pub fn name_taken(node: &str) -> String {
+    format!(
+        "node name {node:?} is already taken by another node (its node password differs): \
+         start this node with another --node-name, or, if the old node is gone for good, \
+         delete it (kubectl delete node {node}) or its password secret \
+         ({NAMESPACE}/{})",
+        secret_name(node)
+    )
+}
+
 fn stored_hash(secret: &Secret) -> Option<&str> {
     let bytes = secret.data.as_ref()?.get(HASH_KEY)?;
     std::str::from_utf8(&bytes.0).ok()

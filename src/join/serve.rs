@@ -130,7 +130,11 @@ async fn node_identity(
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(node = %req.node_name, ip = %req.node_ip, "refused a join: the node password differs");
-            return (StatusCode::FORBIDDEN, name_taken(&req.node_name)).into_response();
+            return (
+                StatusCode::FORBIDDEN,
+                format!("{}\n", password::name_taken(&req.node_name)),
+            )
+                .into_response();
         }
         Err(e) => {
             tracing::warn!(node = %req.node_name, error = %format!("{e:#}"), "checking the node password");
@@ -147,16 +151,4 @@ async fn node_identity(
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response()
         }
     }
-}
-
-/// What a second machine under a taken name is told, and how to fix it.
-fn name_taken(node: &str) -> String {
-    format!(
-        "node name {node:?} is already taken by another node (its node password differs): \
-         start this agent with another --node-name, or, if the old node is gone for good, \
-         delete it (kubectl delete node {node}) or its password secret \
-         ({}/{})\n",
-        password::NAMESPACE,
-        password::secret_name(node)
-    )
 }
