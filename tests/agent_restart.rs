@@ -158,6 +158,20 @@ fn agent_restarted_while_its_server_is_down_keeps_its_pod() {
     // And the restarted kubelet acts on the pod: deletion completes.
     s.ok(&["delete", "pod", "sleeper", "--wait=true", "--timeout=60s"]);
     assert!(agent.exited().is_none(), "agent exited:\n{}", s.agent_log());
+
+    // A lost certificate means joining again, which the node's own
+    // password still may.
+    drop(agent);
+    std::fs::remove_file(agent_dir.join("client-kubelet.crt")).expect("remove the certificate");
+    let heartbeat = ready_condition(&s, "node2");
+    let mut agent = s.spawn_agent("node2", &token);
+    wait_until("node2 joined again", Duration::from_secs(60), || {
+        assert!(agent.exited().is_none(), "agent exited:\n{}", s.agent_log());
+        let now = ready_condition(&s, "node2");
+        now.starts_with("True/") && now != heartbeat
+    });
+    assert_eq!(s.agent_log().matches("kone agent joined").count(), 2);
+    assert!(agent_dir.join("client-kubelet.crt").exists());
 }
 
 #[test]
