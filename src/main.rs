@@ -1,10 +1,22 @@
+use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
 use kone::config::{self, Command};
 
 fn main() -> ExitCode {
-    let cli = match config::parse(std::env::args_os().collect()) {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // One supervisor starts per pod, on the pod's critical path: the form
+    // the spawner uses skips building and parsing the whole CLI and the TLS
+    // setup, which a supervisor never needs.
+    if let [_, cmd, flag, dir] = argv.as_slice() {
+        if cmd == "shim" && flag == "--dir" {
+            init_logging(false);
+            return kone::runtime::shim::run(Path::new(dir));
+        }
+    }
+    let cli = match config::parse(argv) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kone: {e:#}");

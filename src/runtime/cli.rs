@@ -11,7 +11,6 @@ use anyhow::{anyhow, bail, Context};
 
 use super::containers::{ContainerDesc, MountDesc, Runtime, SandboxDesc, SeccompDesc};
 use super::logs;
-use super::shim::client::ShimClient;
 use super::shim::protocol::{ContainerState, Status};
 use crate::api::quantity::parse_quantity;
 use crate::config::{RunArgs, RuntimeArgs, RuntimeCommand};
@@ -45,7 +44,10 @@ fn dispatch(rt: &Runtime, cmd: RuntimeCommand) -> anyhow::Result<ExitCode> {
         }
         RuntimeCommand::Logs { id, follow } => {
             let (shim, state) = rt.find(&id)?;
-            print_logs(&state.log_path, follow, || has_exited(&shim, &state.id))?;
+            let watch = follow.then(|| shim.watch_exit(&state.id)).transpose()?;
+            print_logs(&state.log_path, follow, |d| {
+                watch.as_ref().is_none_or(|w| w.answered_within(d))
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         RuntimeCommand::Exec {
@@ -144,8 +146,9 @@ fn run_container(rt: &Runtime, a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         // The log has all of the output, from the first byte, split by stream.
-        print_logs(&desc.log_path, true, || has_exited(&shim, &state.id))?;
-        let done = shim.wait(&state.id)?;
+        let watch = shim.watch_exit(&state.id)?;
+        print_logs(&desc.log_path, true, |d| watch.answered_within(d))?;
+        let done = watch.state()?;
         if a.rm {
             shim.delete(&state.id)?;
         }
@@ -289,18 +292,10 @@ fn pods(rt: &Runtime) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether the container is done writing (exited, removed, or its
-/// supervisor gone).
-fn has_exited(shim: &ShimClient, id: &str) -> bool {
-    shim.list()
-        .map(|l| l.iter().all(|c| c.id != id || c.status == Status::Exited))
-        .unwrap_or(true)
-}
-
 fn print_logs(
     path: &std::path::Path,
     follow: bool,
-    finished: impl FnMut() -> bool,
+    finished: impl FnMut(std::time::Duration) -> bool,
 ) -> anyhow::Result<()> {
     let mut stdout = io::stdout();
     let mut stderr = io::stderr();

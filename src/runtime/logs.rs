@@ -32,12 +32,13 @@ pub fn parse(line: &[u8]) -> Option<Record<'_>> {
 }
 
 /// Reads the log from the start; with `follow`, keeps reading (across
-/// rotations) until `finished()` says the writer is done and all is read.
+/// rotations) until the writer is done and all is read. `finished(d)`
+/// waits at most `d` for the writer to be done and says whether it is.
 pub fn read(
     path: &Path,
     follow: bool,
     mut on_record: impl FnMut(&Record) -> io::Result<()>,
-    mut finished: impl FnMut() -> bool,
+    mut finished: impl FnMut(Duration) -> bool,
 ) -> io::Result<()> {
     let mut reader = BufReader::new(File::open(path)?);
     let mut ino = reader.get_ref().metadata()?.ino();
@@ -70,7 +71,7 @@ pub fn read(
                 continue;
             }
         }
-        if finished() {
+        if finished(pause) {
             // One more pass: lines written just before the exit.
             line.clear();
             while reader.read_until(b'\n', &mut line)? > 0 {
@@ -81,7 +82,6 @@ pub fn read(
             }
             return Ok(());
         }
-        std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }

@@ -3,11 +3,12 @@
 //! Blocking calls; async callers wrap them in `spawn_blocking`.
 
 use std::fs;
-use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::io::{ErrorKind, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use serde::de::DeserializeOwned;
@@ -75,17 +76,18 @@ impl ShimClient {
 
     /// Sends one request; returns the reply's value and any descriptors.
     pub fn call(&self, req: &Request) -> anyhow::Result<(Value, Vec<OwnedFd>)> {
+        receive(&self.send(req)?)
+    }
+
+    /// Sends one request; the reply is read from the returned connection.
+    fn send(&self, req: &Request) -> anyhow::Result<UnixStream> {
         let sock = self.dir.join("shim.sock");
         let mut conn = UnixStream::connect(&sock)
             .with_context(|| format!("connecting to the supervisor at {}", sock.display()))?;
         let mut line = serde_json::to_vec(req)?;
         line.push(b'\n');
         conn.write_all(&line)?;
-        let (reply, fds) = protocol::recv_line(&conn)?;
-        match serde_json::from_slice::<Reply>(&reply)? {
-            Reply::Ok(v) => Ok((v, fds)),
-            Reply::Error(e) => Err(anyhow!(e)),
-        }
+        Ok(conn)
     }
 
     fn call_as<T: DeserializeOwned>(&self, req: &Request) -> anyhow::Result<T> {
@@ -128,6 +130,14 @@ impl ShimClient {
 
     pub fn wait(&self, id: &str) -> anyhow::Result<ContainerState> {
         self.call_as(&Request::Wait { id: id.into() })
+    }
+
+    /// A wait whose answer is collected later: a follower of the log
+    /// sleeps on it and wakes the moment the container has exited.
+    pub fn watch_exit(&self, id: &str) -> anyhow::Result<ExitWatch> {
+        Ok(ExitWatch {
+            conn: self.send(&Request::Wait { id: id.into() })?,
+        })
     }
 
     pub fn delete(&self, id: &str) -> anyhow::Result<()> {
@@ -178,6 +188,42 @@ impl ShimClient {
             .filter_map(|e| fs::read(e.path()).ok())
             .filter_map(|raw| serde_json::from_slice(&raw).ok())
             .collect()
+    }
+}
+
+fn receive(conn: &UnixStream) -> anyhow::Result<(Value, Vec<OwnedFd>)> {
+    let (reply, fds) = protocol::recv_line(conn)?;
+    match serde_json::from_slice::<Reply>(&reply)? {
+        Reply::Ok(v) => Ok((v, fds)),
+        Reply::Error(e) => Err(anyhow!(e)),
+    }
+}
+
+/// A Wait request in flight (see `ShimClient::watch_exit`).
+pub struct ExitWatch {
+    conn: UnixStream,
+}
+
+impl ExitWatch {
+    /// Waits at most `timeout` for the answer; true once it is there (the
+    /// container exited, is unknown, or its supervisor is gone).
+    pub fn answered_within(&self, timeout: Duration) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.conn.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        // An interrupted poll is a timeout; any other error ends the wait.
+        n > 0 || (n < 0 && std::io::Error::last_os_error().kind() != ErrorKind::Interrupted)
+    }
+
+    /// The container's final state (blocks until it exited).
+    pub fn state(self) -> anyhow::Result<ContainerState> {
+        let (v, _) = receive(&self.conn)?;
+        Ok(serde_json::from_value(v)?)
     }
 }
 
