@@ -189,6 +189,35 @@ fn echo_hello_from_both_archives_lands_in_the_cri_log() {
 }
 
 #[test]
+fn relative_dirs_are_taken_from_the_callers_directory() {
+    let node = Node::new("busybox-docker.tar");
+    // The supervisor daemonizes away from the caller's directory: relative
+    // --data-dir/--run-dir must still find its socket and mounts afterwards.
+    let out = Command::new(env!("CARGO_BIN_EXE_kone"))
+        .current_dir(node.dir.path())
+        .args(["runtime", "--data-dir", "data", "--run-dir", "run"])
+        .args([
+            "run",
+            "--rm",
+            "--log-dir",
+            "logs",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hi; exit 7",
+        ])
+        .env("KONE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
+    for pod in node.pods() {
+        ok(&node.rt(&["rmp", &pod]));
+    }
+    assert!(node.pods().is_empty());
+}
+
+#[test]
 fn limits_and_security_are_enforced() {
     let node = Node::new("busybox-oci.tar");
     // Memory: over the limit the process is OOM-killed and reported so.

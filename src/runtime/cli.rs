@@ -4,7 +4,6 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
@@ -169,8 +168,8 @@ fn describe(a: &RunArgs, name: &str, image: &str, pod: &str) -> anyhow::Result<C
         command: a.command.clone(),
         tty: a.tty,
         stdin: a.interactive,
-        log_path: a
-            .log_dir
+        // The supervisor opens these paths from its own working directory.
+        log_path: std::path::absolute(&a.log_dir)?
             .join(format!("default_{name}_{pod}"))
             .join(name)
             .join("0.log"),
@@ -221,7 +220,7 @@ fn describe(a: &RunArgs, name: &str, image: &str, pod: &str) -> anyhow::Result<C
             _ => bail!("--volume wants HOST:CONTAINER[:ro], got {v:?}"),
         };
         c.mounts.push(MountDesc {
-            source: PathBuf::from(src),
+            source: std::path::absolute(src)?,
             destination: dst.to_string(),
             read_only: ro,
             tmpfs_size: None,

@@ -32,9 +32,15 @@ pub struct Runtime {
 impl Runtime {
     pub fn open(data_dir: &Path, run_dir: &Path) -> anyhow::Result<Runtime> {
         let exe = std::env::current_exe().context("finding the kone binary")?;
+        // Supervisors leave the caller's working directory behind when they
+        // daemonize, and sockets and mounts are found again by path later:
+        // a relative --run-dir or --data-dir must not outlive the caller.
+        let absolute = |dir: &Path| {
+            std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))
+        };
         Ok(Runtime {
-            run_dir: run_dir.to_path_buf(),
-            images: Store::open(data_dir)?,
+            run_dir: absolute(run_dir)?,
+            images: Store::open(&absolute(data_dir)?)?,
             exe,
         })
     }
