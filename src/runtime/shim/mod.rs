@@ -4,6 +4,7 @@
 pub mod cgroups;
 pub mod client;
 pub mod crilog;
+mod idle;
 pub mod namespaces;
 pub mod protocol;
 pub mod rootfs;

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use super::cgroups;
 use super::crilog::{CriLog, LineSplitter};
+use super::idle::Idle;
 use super::namespaces::{self, NamespaceFiles};
 use super::protocol::{
     self, Attached, ContainerState, CreateRequest, ExecStarted, Reply, Request, RootfsDesc,
@@ -88,6 +89,7 @@ pub struct Supervisor {
     execs: HashMap<i32, ExecProc>,
     shutdown: Option<UnixStream>,
     consoles: u64,
+    idle: Idle,
 }
 
 impl Supervisor {
@@ -117,6 +119,7 @@ impl Supervisor {
             execs: HashMap::new(),
             shutdown: None,
             consoles: 0,
+            idle: Idle::new(),
         })
     }
 
@@ -172,7 +175,14 @@ impl Supervisor {
                 owners.push((id.clone(), i));
             }
         }
-        let timeout = self.next_deadline().map_or(-1, |d| {
+        // Last thing before sleeping, so that little code runs between
+        // letting the pages go and the wait.
+        self.idle.tick();
+        let deadline = [self.next_deadline(), self.idle.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = deadline.map_or(-1, |d| {
             d.saturating_duration_since(Instant::now())
                 .as_millis()
                 .min(60_000) as i32
@@ -186,6 +196,9 @@ impl Supervisor {
                 return Ok(());
             }
             return Err(e.into());
+        }
+        if n > 0 {
+            self.idle.busy();
         }
         if fds[1].revents != 0 {
             let mut buf = [0u8; 64];
