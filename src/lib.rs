@@ -12,6 +12,7 @@ pub mod identity;
 pub mod join;
 pub mod kubectl;
 pub mod kubelet;
+pub mod malloc;
 pub mod netinfo;
 pub mod reconnect;
 pub mod runtime;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
 }
 
 fn run_async(mode: &str, main: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    kone::malloc::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,6 +47,7 @@ fn run_async(mode: &str, main: impl std::future::Future<Output = anyhow::Result<
             return ExitCode::FAILURE;
         }
     };
+    runtime.spawn(kone::malloc::scavenge());
     match runtime.block_on(main) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -89,21 +89,13 @@ fn cached(key: &str, build: impl FnOnce() -> Option<Bytes>) -> Option<Bytes> {
         return Some(doc.clone());
     }
     let doc = build();
-    release_freed_memory();
+    // Building parses and drops several MB of JSON: hand the freed pages
+    // back so the resident size returns to what the cached bytes need.
+    crate::malloc::release_freed_memory();
     if let Some(d) = &doc {
         docs.insert(key.to_string(), d.clone());
     }
     doc
-}
-
-/// Building a document parses and drops several MB of JSON; hand the freed
-/// pages back so the resident size returns to what the cached bytes need.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// The built-in definitions plus the extra ones.

@@ -18,8 +18,15 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ReplicationController};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    Namespace, Node as NodeObject, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, ResourceQuota, Service,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
@@ -525,7 +532,9 @@ pub async fn run(informers: Informers) {
     // The kinds built-in controllers create with ownerReferences, and their
     // owners, come from the shared informers the controllers fill anyway: a
     // deleted Deployment's ReplicaSets, their Pods, a StatefulSet's PVCs and
-    // ControllerRevisions, a CronJob's Jobs.
+    // ControllerRevisions, a CronJob's Jobs. So do the other kinds some
+    // controller or the scheduler informs on already: a second, metadata-only
+    // watch of them would only cost memory.
     let mut followed = vec![
         track::<Pod>(&informers, tx.clone()).await,
         track::<ReplicaSet>(&informers, tx.clone()).await,
@@ -537,6 +546,15 @@ pub async fn run(informers: Informers) {
         track::<CronJob>(&informers, tx.clone()).await,
         track::<ReplicationController>(&informers, tx.clone()).await,
         track::<PersistentVolumeClaim>(&informers, tx.clone()).await,
+        track::<NodeObject>(&informers, tx.clone()).await,
+        track::<Namespace>(&informers, tx.clone()).await,
+        track::<Service>(&informers, tx.clone()).await,
+        track::<Lease>(&informers, tx.clone()).await,
+        track::<PersistentVolume>(&informers, tx.clone()).await,
+        track::<StorageClass>(&informers, tx.clone()).await,
+        track::<HorizontalPodAutoscaler>(&informers, tx.clone()).await,
+        track::<PodDisruptionBudget>(&informers, tx.clone()).await,
+        track::<ResourceQuota>(&informers, tx.clone()).await,
     ];
     let client = informers.client();
     let mut gc = Collector {

@@ -18,11 +18,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::{broadcast, watch};
-
-/// Events a slow subscriber may fall behind by before it is resynced from
-/// the cache (it then sees every cached object once more).
-const FANOUT_BUFFER: usize = 4096;
+use tokio::sync::{mpsc, watch};
 
 /// What an informer can hold: a typed, cluster-listable Kubernetes object.
 pub trait Informable:
@@ -34,10 +30,16 @@ impl<K> Informable for K where
 {
 }
 
+/// Each subscriber's queue of changes. A queue holds an object version only
+/// until its subscriber has taken it, and nothing while idle; one ring shared
+/// by all would keep its last N versions alive, superseded and deleted
+/// objects too, for every resource type.
+type Subscribers<K> = Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>>;
+
 /// One watched resource type: its cache and its change feed.
 pub struct Informer<K: Informable> {
     store: Store<K>,
-    changes: broadcast::Sender<Arc<K>>,
+    subscribers: Subscribers<K>,
     /// True once the first list is in. The store's own wait wakes only the
     /// last of several concurrent waiters (kube-runtime's DelayedInit keeps
     /// one waker), and controllers, the collector and every change feed
@@ -49,8 +51,8 @@ impl<K: Informable> Informer<K> {
     fn spawn(client: Client) -> Arc<Self> {
         let mut writer: Writer<K> = Writer::default();
         let store = writer.as_reader();
-        let (changes, _) = broadcast::channel(FANOUT_BUFFER);
-        let tx = changes.clone();
+        let subscribers: Subscribers<K> = Arc::default();
+        let fanout = subscribers.clone();
         let (ready_tx, ready) = watch::channel(false);
         let api: Api<K> = Api::all(client);
         tokio::spawn(async move {
@@ -65,8 +67,9 @@ impl<K: Informable> Informer<K> {
                             watcher::Event::Apply(o)
                             | watcher::Event::Delete(o)
                             | watcher::Event::InitApply(o) => {
-                                // No receivers yet is fine: they replay the cache.
-                                let _ = tx.send(Arc::new(o));
+                                // Late subscribers replay the cache instead.
+                                let o = Arc::new(o);
+                                lock(&fanout).retain(|tx| tx.send(o.clone()).is_ok());
                             }
                             watcher::Event::InitDone => {
                                 ready_tx.send_replace(true);
@@ -82,7 +85,7 @@ impl<K: Informable> Informer<K> {
         });
         Arc::new(Self {
             store,
-            changes,
+            subscribers,
             ready,
         })
     }
@@ -100,10 +103,10 @@ impl<K: Informable> Informer<K> {
     /// Every object as it changes, deleted ones as their last state. It
     /// starts with every cached object, so a late subscriber misses nothing.
     pub fn changes(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
-        let rx = self.changes.subscribe();
-        let store = self.store.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.subscribers).push(tx);
         let replay = {
-            let store = store.clone();
+            let store = self.store.clone();
             let ready = self.ready.clone();
             futures::stream::once(async move {
                 wait_ready(ready).await;
@@ -111,20 +114,13 @@ impl<K: Informable> Informer<K> {
             })
             .flatten()
         };
-        let live = futures::stream::unfold((rx, store), |(mut rx, store)| async move {
-            let batch = match rx.recv().await {
-                Ok(obj) => vec![obj],
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::debug!(kind = %K::kind(&()), missed, "informer subscriber lagged; resyncing");
-                    store.state()
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            Some((futures::stream::iter(batch), (rx, store)))
-        })
-        .flatten();
-        replay.chain(live)
+        replay.chain(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking holder cannot leave a list of senders half-changed.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn wait_ready(mut ready: watch::Receiver<bool>) {
@@ -154,7 +150,7 @@ impl Informers {
 
     /// The one informer for `K`, started on first use.
     pub fn get<K: Informable>(&self) -> Arc<Informer<K>> {
-        let mut map = self.by_type.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.by_type);
         let entry = map
             .entry(TypeId::of::<K>())
             .or_insert_with(|| Informer::<K>::spawn(self.client.clone()));

@@ -140,13 +140,31 @@ pub fn pressure(thresholds: &[Threshold], o: &Observations) -> Pressure {
     }
 }
 
-/// Pods the manager decided to evict, for their workers to act on.
-#[derive(Default)]
-pub struct Evictions(Mutex<HashMap<String, String>>);
+/// Pods the manager decided to evict, for their workers to act on; each
+/// decision wakes the workers, which sleep long while their pod is settled.
+pub struct Evictions {
+    decided: Mutex<HashMap<String, String>>,
+    posted: tokio::sync::watch::Sender<()>,
+}
+
+impl Default for Evictions {
+    fn default() -> Self {
+        Self {
+            decided: Mutex::default(),
+            posted: tokio::sync::watch::Sender::new(()),
+        }
+    }
+}
 
 impl Evictions {
     fn insert(&self, uid: &str, message: String) {
         self.lock().insert(uid.to_string(), message);
+        self.posted.send_replace(());
+    }
+
+    /// Changes whenever a pod is chosen for eviction.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.posted.subscribe()
     }
 
     fn contains(&self, uid: &str) -> bool {
@@ -159,7 +177,7 @@ impl Evictions {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.decided.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

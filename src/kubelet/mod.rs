@@ -8,6 +8,7 @@ pub mod container;
 pub mod etcfiles;
 pub mod events;
 pub mod eviction;
+pub mod exits;
 pub mod fsgroup;
 pub mod grpcprobe;
 pub mod hooks;

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::backoff::Backoff;
 use super::container::{self, Context};
 use super::events::EventType;
+use super::exits::ExitWatch;
 use super::probes::{Prober, Verdicts};
 use super::status::{self, Observed, PodFailure, Waiting};
 use super::volumes;
@@ -30,9 +31,11 @@ pub enum PodUpdate {
     Gone,
 }
 
-/// How often a pod is re-checked without news from the API (exits,
-/// back-off expiry, configMap volume refresh).
+/// How often a pod in flux is re-checked without news from the API
+/// (back-off expiry, probes, containers being started).
 const RESYNC: Duration = Duration::from_secs(1);
+/// How often volumes are prepared again (configMap, secret and token
+/// contents); a settled pod is looked at no more often than that.
 const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
 struct Worker {
@@ -54,15 +57,21 @@ struct Worker {
     prober: Prober,
     /// The pod's QoS class: its resources cannot change, so it is computed once.
     qos: String,
+    exits: ExitWatch,
+    /// The last sync left nothing that a timer must bring about (see
+    /// `nothing_due`): exits, pod updates and evictions wake the worker.
+    settled: bool,
 }
 
 pub async fn run(k: Arc<Kubelet>, mut rx: watch::Receiver<PodUpdate>) {
     let mut w: Option<Worker> = None;
+    let (exit_tx, mut exited) = mpsc::unbounded_channel();
+    let mut evictions = k.evictions.subscribe();
     loop {
         let update = rx.borrow_and_update().clone();
         let done = match update {
             PodUpdate::Pod(pod) => {
-                let worker = w.get_or_insert_with(|| Worker::new(k.clone(), &pod));
+                let worker = w.get_or_insert_with(|| Worker::new(k.clone(), &pod, exit_tx.clone()));
                 match worker.sync(&pod).await {
                     Ok(done) => done,
                     Err(e) => {
@@ -84,7 +93,12 @@ pub async fn run(k: Arc<Kubelet>, mut rx: watch::Receiver<PodUpdate>) {
         // Our own status writes come back as updates; only a change of what
         // the pod asks for is worth syncing before the next tick.
         let seen = wanted(&rx.borrow());
-        let tick = tokio::time::Instant::now() + RESYNC;
+        let pod = update_pod(&rx.borrow());
+        let wait = match (&w, pod) {
+            (Some(w), Some(pod)) => w.next_sync(&pod),
+            _ => RESYNC,
+        };
+        let tick = tokio::time::Instant::now() + wait;
         loop {
             tokio::select! {
                 changed = rx.changed() => {
@@ -95,9 +109,18 @@ pub async fn run(k: Arc<Kubelet>, mut rx: watch::Receiver<PodUpdate>) {
                         break;
                     }
                 }
+                Some(()) = exited.recv() => break,
+                Ok(()) = evictions.changed() => break,
                 _ = tokio::time::sleep_until(tick) => break,
             }
         }
+    }
+}
+
+fn update_pod(update: &PodUpdate) -> Option<Arc<Pod>> {
+    match update {
+        PodUpdate::Pod(p) => Some(p.clone()),
+        PodUpdate::Gone => None,
     }
 }
 
@@ -131,7 +154,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Worker {
-    fn new(k: Arc<Kubelet>, pod: &Pod) -> Worker {
+    fn new(k: Arc<Kubelet>, pod: &Pod, exited: mpsc::UnboundedSender<()>) -> Worker {
         Worker {
             k,
             uid: pod.metadata.uid.clone().unwrap_or_default(),
@@ -149,11 +172,68 @@ impl Worker {
             failure: None,
             prober: Prober::default(),
             qos: qos_class(pod),
+            exits: ExitWatch::new(exited),
+            settled: false,
         }
+    }
+
+    /// How long the worker may sleep after a sync, barring news.
+    fn next_sync(&self, pod: &Pod) -> Duration {
+        if !self.settled {
+            return RESYNC;
+        }
+        match self.deadline_in(pod) {
+            Some(left) => left.clamp(RESYNC, VOLUME_REFRESH),
+            None => VOLUME_REFRESH,
+        }
+    }
+
+    /// Whether, after a sync that saw `states`, only an event or the volume
+    /// refresh can call for work: the pod has failed or finished, or every
+    /// app container (and sidecar) runs or is done for good under the
+    /// restart policy, with nothing waiting and no probe to run.
+    fn nothing_due(&self, pod: &Pod, states: &[ContainerState]) -> bool {
+        if self.failure.is_some()
+            || matches!(status::phase(pod, states, false), "Succeeded" | "Failed")
+        {
+            return true;
+        }
+        let Some(spec) = pod.spec.as_ref() else {
+            return false;
+        };
+        let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        let probed = all_containers(pod).iter().any(|c| {
+            c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some()
+        });
+        if probed || !self.waiting.is_empty() || self.volumes.is_none() {
+            return false;
+        }
+        let mut sidecars = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| is_sidecar(c));
+        let sidecars_run = sidecars.all(|c| {
+            status::runs(states, &c.name)
+                .0
+                .is_some_and(|l| l.status == Status::Running)
+        });
+        sidecars_run
+            && spec
+                .containers
+                .iter()
+                .all(|c| match status::runs(states, &c.name).0 {
+                    Some(l) if l.status == Status::Running => true,
+                    Some(l) if l.status == Status::Exited => {
+                        policy == "Never" || (policy == "OnFailure" && l.exit_code == Some(0))
+                    }
+                    _ => false,
+                })
     }
 
     /// One pass; true once the pod is finished with for good.
     async fn sync(&mut self, pod: &Pod) -> anyhow::Result<bool> {
+        self.settled = false;
         if pod.metadata.deletion_timestamp.is_some() {
             let grace = pod
                 .metadata
@@ -208,6 +288,8 @@ impl Worker {
             blocking(move || s.list()).await?
         };
         self.write_status(pod, &states).await?;
+        self.exits.follow(&shim, &states);
+        self.settled = self.nothing_due(pod, &states);
         Ok(false)
     }
 
@@ -856,16 +938,19 @@ impl Worker {
     }
 
     fn past_deadline(&self, pod: &Pod) -> bool {
-        let Some(limit) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) else {
-            return false;
-        };
-        let Ok(start) = chrono::DateTime::parse_from_rfc3339(&self.start_time) else {
-            return false;
-        };
-        chrono::Utc::now()
+        self.deadline_in(pod).is_some_and(|left| left.is_zero())
+    }
+
+    /// Time left before activeDeadlineSeconds, if the pod has one.
+    fn deadline_in(&self, pod: &Pod) -> Option<Duration> {
+        let limit = pod.spec.as_ref()?.active_deadline_seconds?;
+        let start = chrono::DateTime::parse_from_rfc3339(&self.start_time).ok()?;
+        let elapsed = chrono::Utc::now()
             .signed_duration_since(start)
-            .num_seconds()
-            >= limit
+            .num_seconds();
+        Some(Duration::from_secs(
+            limit.saturating_sub(elapsed).max(0) as u64
+        ))
     }
 
     /// Stops every running container of the sandbox within `grace` seconds:

@@ -1,6 +1,7 @@
 //! Talking to a pod's supervisor: spawn it, or find the one already running
 //! (after an agent restart) by its socket under `<run-dir>/pods/<id>/`.
-//! Blocking calls; async callers wrap them in `spawn_blocking`.
+//! Blocking calls, which async callers wrap in `spawn_blocking`, but for
+//! [`ShimClient::exited`], which waits as long as a container runs.
 
 use std::fs;
 use std::io::{ErrorKind, Write};
@@ -138,6 +139,27 @@ impl ShimClient {
         Ok(ExitWatch {
             conn: self.send(&Request::Wait { id: id.into() })?,
         })
+    }
+
+    /// Resolves once container `id` has exited, or the supervisor cannot
+    /// tell (it is gone): the pod worker's news of an exit without polling.
+    /// The supervisor parks the request until then, so this holds no thread.
+    pub async fn exited(&self, id: &str) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut line) = serde_json::to_vec(&Request::Wait { id: id.into() }) else {
+            return;
+        };
+        line.push(b'\n');
+        let Ok(mut conn) = tokio::net::UnixStream::connect(self.dir.join("shim.sock")).await else {
+            return;
+        };
+        if conn.write_all(&line).await.is_err() {
+            return;
+        }
+        // The reply, then the end of the stream; what it says is read later
+        // through `list`.
+        let mut reply = Vec::new();
+        let _ = conn.read_to_end(&mut reply).await;
     }
 
     pub fn delete(&self, id: &str) -> anyhow::Result<()> {
