@@ -1240,6 +1240,7 @@ impl Report {
 /// report, and their machine-readable keys.
 async fn patch_rows(
     bench: &Arc<Bench>,
+    pid: u32,
     counts: &Counts,
     rep: &mut Report,
     all_ok: &mut bool,
@@ -1252,8 +1253,20 @@ async fn patch_rows(
         (PatchKind::Apply, "server-side apply", "ssa"),
     ] {
         eprintln!("bench: {what} of 3-container Deployments at {PATCH_CLIENTS} clients{q}");
+        let cpu_before = cpu_secs(pid).unwrap_or(f64::NAN);
         match phase_patches(bench, kind, counts.patches).await {
             Ok(s) => {
+                // The client shares the machine's cores with the server, so
+                // the server's CPU per patch is what bounds the rate.
+                let cpu_ms = (cpu_secs(pid).unwrap_or(f64::NAN) - cpu_before) * 1000.0
+                    / counts.patches as f64;
+                rep.row(
+                    &format!("server CPU per {what} (ms)"),
+                    format!("{cpu_ms:.2}"),
+                    "",
+                    None,
+                );
+                patch_keys.push((format!("{key}_cpu_ms"), cpu_ms));
                 rep.row(
                     &format!("{what}/s, {PATCH_CLIENTS} clients"),
                     format!("{:.0}", s.per_s()),
@@ -1323,7 +1336,7 @@ async fn run(
         }
     };
     if opts.only_patches {
-        for (k, v) in patch_rows(&bench, &counts, &mut rep, &mut all_ok, q, &rss_note).await {
+        for (k, v) in patch_rows(&bench, pid, &counts, &mut rep, &mut all_ok, q, &rss_note).await {
             rep.key(&k, v);
         }
         let cpu = cpu_secs(pid).unwrap_or(f64::NAN) - cpu_start;
@@ -1505,7 +1518,7 @@ async fn run(
         }
     }
 
-    let patch_keys = patch_rows(&bench, &counts, &mut rep, &mut all_ok, q, &rss_note).await;
+    let patch_keys = patch_rows(&bench, pid, &counts, &mut rep, &mut all_ok, q, &rss_note).await;
 
     let (rss_after, rss_peak) = rss_mb(pid).unwrap_or((f64::NAN, f64::NAN));
     let anon_after = status_mb(pid, "RssAnon:").unwrap_or(f64::NAN);

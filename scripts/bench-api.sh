@@ -8,8 +8,16 @@
 #   scripts/bench-api.sh --quick    10x smaller counts (smoke run)
 #   scripts/bench-api.sh --keep     keep the data dir (server.log, database)
 #
-# Extra arguments are passed to target/release/examples/bench_api.
+# Extra arguments are passed to the bench_api example (`--only patches`:
+# just the patch phase).
+# Env: KONE=path to a kone binary (default: cargo build --release, then
+#      target/release/kone). With KONE set the client is built with the
+#      profiling profile (release code generation, quick to rebuild).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -n "${KONE:-}" ]; then
+    cargo build --profile profiling --example bench_api
+    exec target/profiling/examples/bench_api --kone "$KONE" "$@"
+fi
 cargo build --release --bin kone --example bench_api
 exec target/release/examples/bench_api --kone target/release/kone "$@"

@@ -28,3 +28,5 @@ pub mod status;
 mod stored;
 pub mod table;
 mod typed;
+
+pub use ssa::CustomTypes;

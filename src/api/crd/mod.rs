@@ -49,6 +49,8 @@ pub struct CustomVersion {
     pub scale: Option<ScalePaths>,
     /// The definition is being deleted: no new objects.
     pub terminating: bool,
+    /// Its server-side apply type, built on first use.
+    pub ssa_types: crate::apiserver::CustomTypes,
 }
 
 /// The status condition of the given type, if set to True.
@@ -212,6 +214,7 @@ pub fn served_kinds(crd: &Value) -> Vec<ResourceInfo> {
                 columns: columns(v),
                 scale,
                 terminating,
+                ssa_types: Default::default(),
             })),
         });
     }

@@ -99,6 +99,7 @@ mod tests {
             columns,
             scale: None,
             terminating: false,
+            ssa_types: Default::default(),
         }
     }
 

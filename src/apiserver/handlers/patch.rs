@@ -170,16 +170,17 @@ async fn apply(req: Request<'_>, body: Body) -> ApiResult<Response> {
         manager: &manager,
         subresource: req.target.subresource.as_deref(),
     };
-    let fields = Fields::Apply {
-        force,
-        config: &config,
-    };
     let mut attempt = 0;
     loop {
         let (old, rev) = match fetch_with_rev(&req, &name).await {
             Ok(found) => found,
             Err(e) if e.code == 404 && req.target.subresource.is_none() => {
                 let (new, warnings) = admit::normalize(info, config.clone(), mode)?;
+                let fields = Fields::Apply {
+                    force,
+                    config: &config,
+                    managed: &ssa::Managed::default(),
+                };
                 return create_object(&req, new, &warnings, fields).await;
             }
             Err(e) => return Err(e),
@@ -190,9 +191,15 @@ async fn apply(req: Request<'_>, body: Body) -> ApiResult<Response> {
         {
             return Err(ApiError::conflict(info, &name));
         }
-        let mut new = ssa::merge_apply(&target, &old, &config);
+        let managed = ssa::Managed::of(Some(&old));
+        let mut new = ssa::merge_apply(&target, &old, &managed, &config);
         body::check_type(info, &mut new)?;
         let (new, warnings) = admit::normalize(info, new, mode)?;
+        let fields = Fields::Apply {
+            force,
+            config: &config,
+            managed: &managed,
+        };
         match write(&req, &old, new, rev, Mode::of(&req), fields).await {
             Err(e)
                 if e.reason == "Conflict" && !ssa::is_apply_conflict(&e) && attempt < RETRIES =>

@@ -96,8 +96,13 @@ impl Mode {
 pub enum Fields<'a> {
     /// An ordinary write: its manager owns what it changed.
     Update,
-    /// A server-side apply of this configuration.
-    Apply { force: bool, config: &'a Value },
+    /// A server-side apply of this configuration, over an object whose
+    /// managedFields are `managed` (none when the apply creates it).
+    Apply {
+        force: bool,
+        config: &'a Value,
+        managed: &'a ssa::Managed,
+    },
 }
 
 /// The field manager of a request, and the ownership `fields` gives it in
@@ -117,7 +122,11 @@ pub fn record_fields(
     };
     match fields {
         Fields::Update => ssa::record_update(&target, old, new),
-        Fields::Apply { force, config } => ssa::record_apply(&target, force, config, old, new)?,
+        Fields::Apply {
+            force,
+            config,
+            managed,
+        } => ssa::record_apply(&target, force, config, old, managed, new)?,
     }
     Ok(())
 }

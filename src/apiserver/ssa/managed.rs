@@ -41,6 +41,17 @@ impl Entry {
     }
 }
 
+/// An object's managedFields entries, decoded. An apply needs them twice
+/// (to merge, then to settle ownership), so it decodes them once.
+#[derive(Default)]
+pub struct Managed(Vec<Entry>);
+
+impl Managed {
+    pub fn of(obj: Option<&Value>) -> Managed {
+        Managed(decode(obj))
+    }
+}
+
 fn decode(obj: Option<&Value>) -> Vec<Entry> {
     let Some(list) = obj
         .and_then(|o| o.pointer("/metadata/managedFields"))
@@ -194,8 +205,8 @@ fn own_entry<'e>(entries: &'e mut Vec<Entry>, w: &Writer, operation: &str) -> &'
 /// The object an apply configuration asks for, before defaulting: the
 /// configuration merged into the live object, and the fields the applier
 /// set last time but left out now removed, unless someone else owns them.
-pub fn merge_apply(w: &Writer, live: &Value, config: &Value) -> Value {
-    let entries = decode(Some(live));
+pub fn merge_apply(w: &Writer, live: &Value, managed: &Managed, config: &Value) -> Value {
+    let entries = &managed.0;
     let mine = entries
         .iter()
         .find(|e| e.is(w.manager, APPLY, w.subresource))
@@ -225,9 +236,10 @@ pub fn record_apply(
     force: bool,
     config: &Value,
     live: Option<&Value>,
+    managed: &Managed,
     new: &mut Value,
 ) -> ApiResult<()> {
-    let mut entries = decode(live);
+    let mut entries = managed.0.clone();
     let config_set = walk::to_set(config, w.ty, w.scope, Some(new));
     let (changed, removed) = walk::changes(live, new, w.ty, w.scope);
     let changed_by_me = changed.intersection(&config_set);
