@@ -38,7 +38,7 @@ impl Idle {
 
     /// Releases once the quiet spell is over.
     pub fn tick(&mut self) {
-        if !self.released && Instant::now() >= self.last_busy + AFTER {
+        if self.deadline().is_some_and(|at| Instant::now() >= at) {
             release();
             self.released = true;
         }
@@ -53,8 +53,7 @@ fn release() {
             Vec::new()
         }
     };
-    // SAFETY: only hands free heap pages back to the kernel.
-    unsafe { libc::malloc_trim(0) };
+    crate::malloc::release_freed_memory();
     // Last, so that as little code as possible runs (and is mapped back)
     // after the unmapping.
     for (start, len) in ranges {
