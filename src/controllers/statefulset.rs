@@ -123,6 +123,37 @@ fn owning_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
     }
 }
 
+/// Creates `obj` for `set` with upstream's StatefulSet events: true when
+/// created, false when it exists already (no event then, as upstream).
+async fn create_recorded<T>(
+    api: &Api<T>,
+    ctx: &Ctx,
+    set: &StatefulSet,
+    obj: &T,
+    created: &str,
+    failed: impl FnOnce(&str) -> String,
+) -> Result<bool, Error>
+where
+    T: Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => {
+            ctx.recorder
+                .record(set, EventType::Normal, "SuccessfulCreate", created)
+                .await;
+            Ok(true)
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => {
+            let msg = writes::message(&e);
+            ctx.recorder
+                .record(set, EventType::Warning, "FailedCreate", &failed(&msg))
+                .await;
+            Err(e.into())
+        }
+    }
+}
+
 /// Creates the claims the pod of `ord` needs that do not exist yet.
 async fn ensure_claims(set: &StatefulSet, ctx: &Ctx, ns: &str, ord: i32) -> Result<(), Error> {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
@@ -145,38 +176,16 @@ async fn ensure_claims(set: &StatefulSet, ctx: &Ctx, ns: &str, ord: i32) -> Resu
         if retention(set).0 {
             claim.metadata.owner_references = Some(vec![owning_ref(set)]);
         }
-        match api.create(&PostParams::default(), &claim).await {
-            Ok(_) => {
-                ctx.recorder
-                    .record(
-                        set,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        &format!(
-                            "create Claim {name} Pod {}-{ord} in StatefulSet {} success",
-                            set.name_any(),
-                            set.name_any()
-                        ),
-                    )
-                    .await;
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => {
-                let msg = writes::message(&e);
-                ctx.recorder
-                    .record(
-                        set,
-                        EventType::Warning,
-                        "FailedCreate",
-                        &format!(
-                            "create Claim {name} for Pod {}-{ord} failed: {msg}",
-                            set.name_any()
-                        ),
-                    )
-                    .await;
-                return Err(e.into());
-            }
-        }
+        let set_name = set.name_any();
+        create_recorded(
+            &api,
+            ctx,
+            set,
+            &claim,
+            &format!("create Claim {name} Pod {set_name}-{ord} in StatefulSet {set_name} success"),
+            |msg| format!("create Claim {name} for Pod {set_name}-{ord} failed: {msg}"),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -415,37 +424,18 @@ async fn apply(
         let rev = if at_update { update } else { current };
         let pod = new_pod(set, &revisions::template_of(rev), &rev.name_any(), ord);
         let pod_name = pod.name_any();
-        match api.create(&PostParams::default(), &pod).await {
-            Ok(_) => {
-                created.insert(pod_name.clone());
-                ctx.recorder
-                    .record(
-                        set,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        &format!(
-                            "create Pod {pod_name} in StatefulSet {} successful",
-                            set.name_any()
-                        ),
-                    )
-                    .await;
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => {
-                let msg = writes::message(&e);
-                ctx.recorder
-                    .record(
-                        set,
-                        EventType::Warning,
-                        "FailedCreate",
-                        &format!(
-                            "create Pod {pod_name} in StatefulSet {} failed error: {msg}",
-                            set.name_any()
-                        ),
-                    )
-                    .await;
-                return Err(e.into());
-            }
+        let set_name = set.name_any();
+        let made = create_recorded(
+            &api,
+            ctx,
+            set,
+            &pod,
+            &format!("create Pod {pod_name} in StatefulSet {set_name} successful"),
+            |msg| format!("create Pod {pod_name} in StatefulSet {set_name} failed error: {msg}"),
+        )
+        .await?;
+        if made {
+            created.insert(pod_name.clone());
         }
     }
     let scaled_delete = retention(set).1;
